@@ -1,0 +1,504 @@
+"""
+The model: a Vision Transformer over tube tokens, the spatiotemporal masked autoencoder (ST-MAE) built on it,
+and the classifier used for few-shot finetuning.
+
+Read mask.py first. The chapter goes:
+  1. ViTConfig and the size presets (huge_patch14 is the paper's 633M-parameter ViT-H/14)
+  2. the transformer block (pre-norm, fused qkv, F.scaled_dot_product_attention, drop path)
+  3. VisionTransformer: 3-D patch embedding + separable position embeddings + class token + blocks
+  4. MaskedAutoencoder: the encoder sees only visible tokens; a small decoder predicts every hidden pixel
+  5. VideoClassifier: class token -> LayerNorm -> dropout -> linear
+  6. AdamW parameter groups with layer-wise lr decay
+  7. checkpoints: ours, and the authors' released ones (separate q/k/v, no config: inferred from shapes)
+  8. `python model.py`: a table of the presets, their parameters and training FLOPs, computed
+Parameter names follow the authors' released checkpoints, so their weights load with one small conversion.
+"""
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mask import gather_tokens, make_mask, mask_from_restore, patchify, token_grid
+
+# The MAE's pixel target is the clip normalised with these (not ImageNet's), so predictions are viewable.
+VIDEO_MEAN, VIDEO_STD = 0.45, 0.225
+
+# -----------------------------------------------------------------------------
+# 1. configuration
+
+
+@dataclass
+class ViTConfig:
+    width: int = 1280           # the paper's ViT-H/14
+    depth: int = 32
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    patch: int = 14             # spatial tube size (pixels)
+    t_patch: int = 2            # temporal tube size (frames)
+    img_size: int = 224
+    frames: int = 16            # 16 frames at 3.75 fps, about 4.3 s
+    in_chans: int = 3
+    decoder_width: int = 512
+    decoder_depth: int = 4
+    decoder_heads: int = 16
+    drop_path: float = 0.0      # stochastic depth at the last block (0.1 when finetuning)
+    dropout: float = 0.0        # before the classifier head (0.3 when finetuning)
+    num_classes: int = 0        # 0 for the MAE
+
+    @property
+    def grid(self):
+        return token_grid(self.frames, self.img_size, self.img_size, self.t_patch, self.patch)
+
+    @property
+    def num_tokens(self):
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def token_dim(self):        # numbers per tube token: 2*14*14*3 = 1176 for the paper
+        return self.t_patch * self.patch * self.patch * self.in_chans
+
+
+# Architecture presets. Clip size (img_size, frames, t_patch) stays the paper's unless a preset says
+# otherwise; 'toy' is small enough to pretrain on a 2-core CPU in minutes.
+PRESETS = {
+    "toy":          dict(width=128, depth=4, heads=4, patch=8, img_size=64,
+                         decoder_width=64, decoder_depth=2, decoder_heads=4),
+    "tiny_patch16": dict(width=192, depth=12, heads=3, patch=16, decoder_width=128, decoder_heads=4),
+    "small_patch16": dict(width=384, depth=12, heads=6, patch=16, decoder_width=256, decoder_heads=8),
+    "base_patch16": dict(width=768, depth=12, heads=12, patch=16),
+    "large_patch16": dict(width=1024, depth=24, heads=16, patch=16),
+    "huge_patch14": dict(width=1280, depth=32, heads=16, patch=14),
+}
+
+
+def make_config(preset: str = "huge_patch14", **overrides) -> ViTConfig:
+    """A preset plus any overrides, e.g. make_config('huge_patch14', img_size=448) for HVM-1@448."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    fields = ViTConfig.__dataclass_fields__
+    unknown = [k for k in overrides if k not in fields]
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; known: {', '.join(fields)}")
+    cfg = replace(ViTConfig(), **{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+    cfg.grid  # validates the clip tiling (ValueError with a clear message otherwise)
+    if cfg.width % cfg.heads or cfg.decoder_width % cfg.decoder_heads:
+        raise ValueError(f"width {cfg.width} / decoder width {cfg.decoder_width} must be divisible by "
+                         f"heads {cfg.heads} / decoder heads {cfg.decoder_heads}")
+    return cfg
+
+# -----------------------------------------------------------------------------
+# 2. the transformer block
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop a whole residual branch for a random subset of samples."""
+    if p == 0.0 or not training:
+        return x
+    keep = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)  # q, k, v in one matmul (the released checkpoints keep them apart)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, D = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, H, N, D/H)
+        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])                         # (B, H, N, D/H)
+        return self.proj(x.transpose(1, 2).reshape(B, N, D))                                # (B, N, D)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
+
+    def forward(self, x):
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+def init_weights(module: nn.Module) -> None:
+    """The paper's init: xavier-uniform linears (q, k and v each as its own square matrix), zero biases,
+    unit LayerNorms. The fused qkv gets the bound each of the authors' separate q, k, v layers had."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            if name.endswith("attn.qkv"):
+                for w in m.weight.data.chunk(3, dim=0):
+                    nn.init.xavier_uniform_(w)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+# -----------------------------------------------------------------------------
+# 3. the Vision Transformer encoder
+
+
+class VisionTransformer(nn.Module):
+    """The encoder shared by the MAE and the classifier. forward_features(video, ids_keep) embeds the clip into
+    tube tokens, adds position embeddings, keeps only ids_keep (all tokens when None), prepends the class token
+    and runs the blocks. Returns (B, 1 + K, width) after the final LayerNorm; index 0 is the class token."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        t, h, w = cfg.grid
+        D = cfg.width
+        tube = (cfg.t_patch, cfg.patch, cfg.patch)
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv3d(cfg.in_chans, D, kernel_size=tube, stride=tube)  # a linear map per tube
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        # Separable position embeddings: a token at (t, y, x) gets spatial[y, x] + temporal[t].
+        self.pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, D))
+        self.pos_embed_temporal = nn.Parameter(torch.zeros(1, t, D))
+        self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, D))
+        rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # deeper blocks drop more
+        self.blocks = nn.ModuleList(Block(D, cfg.heads, cfg.mlp_ratio, r) for r in rates)
+        self.norm = nn.LayerNorm(D, eps=1e-6)
+
+        init_weights(self)
+        conv = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(conv.view(conv.shape[0], -1))  # as if the Conv3d were the linear map it is
+        for p in (self.cls_token, self.pos_embed_spatial, self.pos_embed_temporal, self.pos_embed_class):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    def check_input(self, video: torch.Tensor) -> None:
+        c = self.cfg
+        want = (c.in_chans, c.frames, c.img_size, c.img_size)
+        if video.dim() != 5 or tuple(video.shape[1:]) != want:
+            raise ValueError(f"expected video (B, {', '.join(map(str, want))}), got {tuple(video.shape)}")
+
+    def pos_embed(self, spatial, temporal):
+        """(1, t*h*w, D) in T-major token order from the separable parts (1, h*w, D) and (1, t, D)."""
+        return (temporal.unsqueeze(2) + spatial.unsqueeze(1)).flatten(1, 2)
+
+    def forward_features(self, video: torch.Tensor, ids_keep: torch.Tensor = None) -> torch.Tensor:
+        self.check_input(video)
+        x = self.patch_embed.proj(video)                                  # (B, D, t, h, w)
+        x = x.flatten(2).transpose(1, 2)                                  # (B, L, D), T-major
+        x = x + self.pos_embed(self.pos_embed_spatial, self.pos_embed_temporal)
+        if ids_keep is not None:
+            x = gather_tokens(x, ids_keep)                                # (B, K, D): masked tokens never enter
+        cls = (self.cls_token + self.pos_embed_class).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)                                    # (B, 1 + K, D)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+# -----------------------------------------------------------------------------
+# 4. the masked autoencoder
+
+
+class MaskedAutoencoder(VisionTransformer):
+    """ST-MAE. forward(video, mask_ratio, mask_type, generator) or forward(video, ids_keep=, ids_restore=)
+    returns (loss, pred, mask): the MSE over hidden tokens, the predicted pixels of every token
+    (B, L, token_dim) in the normalised space of the input, and the mask (B, L) with 1 = hidden."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__(cfg)
+        t, h, w = cfg.grid
+        Dd = cfg.decoder_width
+        self.decoder_embed = nn.Linear(cfg.width, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))       # stands in for every hidden token
+        self.decoder_cls_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        self.decoder_pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, Dd))
+        self.decoder_pos_embed_temporal = nn.Parameter(torch.zeros(1, t, Dd))
+        self.decoder_pos_embed_class = nn.Parameter(torch.zeros(1, 1, Dd))
+        self.decoder_blocks = nn.ModuleList(
+            Block(Dd, cfg.decoder_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(Dd, eps=1e-6)
+        self.decoder_pred = nn.Linear(Dd, cfg.token_dim)              # all pixels of a tube: both of its frames
+
+        init_weights(self.decoder_blocks)
+        init_weights(self.decoder_embed)
+        init_weights(self.decoder_pred)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for p in (self.decoder_cls_token, self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal,
+                  self.decoder_pos_embed_class):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        x = self.decoder_embed(latent[:, 1:])                             # (B, K, Dd); the encoder's class token is dropped
+        B, K, Dd = x.shape
+        L = ids_restore.shape[1]
+        x = torch.cat([x, self.mask_token.expand(B, L - K, Dd)], dim=1)  # (B, L, Dd) as [visible..., hidden...]
+        x = gather_tokens(x, ids_restore)                                 # (B, L, Dd) back in T-major order
+        x = x + self.pos_embed(self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal)
+        cls = (self.decoder_cls_token + self.decoder_pos_embed_class).expand(B, -1, -1)
+        x = torch.cat([cls, x], dim=1)                                    # (B, 1 + L, Dd)
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]            # (B, L, token_dim)
+
+    def forward(self, video, mask_ratio=0.9, mask_type="random", generator=None, ids_keep=None, ids_restore=None):
+        if (ids_keep is None) != (ids_restore is None):
+            raise ValueError("pass both ids_keep and ids_restore, or neither")
+        if ids_keep is None:
+            ids_keep, ids_restore, _ = make_mask(mask_type, video.shape[0], self.cfg.grid, mask_ratio,
+                                                 video.device, generator)
+        mask = mask_from_restore(ids_keep, ids_restore)                   # (B, L), 1 = hidden
+        latent = self.forward_features(video, ids_keep)                   # (B, 1 + K, D)
+        pred_pixels = self.forward_decoder(latent, ids_restore)           # (B, L, token_dim)
+        target = patchify(video, self.cfg.t_patch, self.cfg.patch)        # the normalised clip itself
+        per_token = (pred_pixels.float() - target.float()).pow(2).mean(dim=-1)  # (B, L)
+        loss = (per_token * mask).sum() / mask.sum()                      # hidden tokens only
+        return loss, pred_pixels, mask
+
+# -----------------------------------------------------------------------------
+# 5. the classifier
+
+
+class VideoClassifier(VisionTransformer):
+    """The encoder on all tokens; its class token -> LayerNorm -> dropout -> linear head."""
+
+    def __init__(self, cfg: ViTConfig):
+        if cfg.num_classes < 1:
+            raise ValueError(f"a classifier needs num_classes >= 1, got {cfg.num_classes}")
+        super().__init__(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.width, cfg.num_classes)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, video):
+        return self.forward_features(video)[:, 0]                        # (B, D) class token, after LayerNorm
+
+    def forward(self, video):
+        return self.head(self.dropout(self.features(video)))             # (B, num_classes)
+
+# -----------------------------------------------------------------------------
+# 6. optimizer parameter groups
+
+
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed")  # substrings; biases and norms are caught by ndim
+
+
+def param_groups(model: VisionTransformer, weight_decay: float, layer_decay: float = 1.0):
+    """AdamW groups: no weight decay on biases, norms, position embeddings and tokens; with layer_decay < 1,
+    block i learns at lr * layer_decay ** (depth + 1 - (i + 1)), the embeddings at the smallest and the
+    head at the full rate. Each group carries 'lr_scale' for the trainer to multiply its lr by."""
+    depth = model.cfg.depth
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(("patch_embed", "cls_token", "pos_embed")):
+            layer = 0
+        elif name.startswith("blocks."):
+            layer = int(name.split(".")[1]) + 1
+        else:                                                             # final norm, head, decoder
+            layer = depth + 1
+        no_decay = p.ndim == 1 or any(s in name for s in NO_DECAY_NAMES)
+        key = (layer, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                           "lr_scale": layer_decay ** (depth + 1 - layer)}
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+# -----------------------------------------------------------------------------
+# 7. checkpoints
+
+
+def build_model(kind: str, cfg: ViTConfig) -> VisionTransformer:
+    if kind == "mae":
+        return MaskedAutoencoder(cfg)
+    if kind == "classifier":
+        return VideoClassifier(cfg)
+    raise ValueError(f"unknown model kind {kind!r}; expected 'mae' or 'classifier'")
+
+
+def checkpoint_config(model: VisionTransformer, **extra) -> dict:
+    """The 'config' entry of our checkpoints: everything needed to rebuild the model, plus extras
+    (preset, class_names, ...) that scripts add."""
+    kind = "mae" if isinstance(model, MaskedAutoencoder) else "classifier"
+    return {"kind": kind, **asdict(model.cfg), **extra}
+
+
+def strip_prefixes(state_dict: dict) -> dict:
+    """Remove wrappers' prefixes: 'module.' (DDP) and '_orig_mod.' (torch.compile)."""
+    out = {}
+    for k, v in state_dict.items():
+        for prefix in ("module.", "_orig_mod."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def convert_released(state_dict: dict) -> dict:
+    """The authors' checkpoints keep attn.q, attn.k, attn.v apart; we fuse them into attn.qkv."""
+    sd = strip_prefixes(state_dict)
+    out = {}
+    for k, v in sd.items():
+        if ".attn.k." in k or ".attn.v." in k:
+            continue                                                      # consumed together with q below
+        if ".attn.q." in k:
+            base, leaf = k.split(".attn.q.")
+            parts = []
+            for n in "qkv":
+                key = f"{base}.attn.{n}.{leaf}"
+                if key not in sd:
+                    raise ValueError(f"checkpoint has {k!r} but no {key!r}")
+                parts.append(sd[key])
+            out[f"{base}.attn.qkv.{leaf}"] = torch.cat(parts, dim=0)    # (3D, D) or (3D,)
+        else:
+            out[k] = v
+    return out
+
+
+def infer_config(state_dict: dict) -> tuple:
+    """Read (kind, ViTConfig) off a released checkpoint's tensor shapes. The number of heads is not in any
+    shape: we take the presets' value for that width (16 for ViT-H and for the 512-wide decoder)."""
+    sd = state_dict
+    if "patch_embed.proj.weight" not in sd:
+        raise ValueError("not a ViT checkpoint: no 'patch_embed.proj.weight' key")
+    width, in_chans, t_patch, patch, _ = sd["patch_embed.proj.weight"].shape
+    hw = sd["pos_embed_spatial"].shape[1]
+    side = math.isqrt(hw)
+    count = lambda prefix: len({k.split(".")[1] for k in sd if k.startswith(prefix)})
+    heads_for = {p.get("width"): p.get("heads") for p in PRESETS.values()}
+    fields = dict(width=width, depth=count("blocks."), heads=heads_for.get(width, max(1, width // 64)),
+                  mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / width, patch=patch, t_patch=t_patch,
+                  img_size=side * patch, frames=sd["pos_embed_temporal"].shape[1] * t_patch, in_chans=in_chans)
+    if "decoder_embed.weight" in sd:
+        kind = "mae"
+        dec_width = sd["decoder_embed.weight"].shape[0]
+        fields.update(decoder_width=dec_width, decoder_depth=count("decoder_blocks."),
+                      decoder_heads=16 if dec_width % 16 == 0 else max(1, dec_width // 64))
+    else:
+        kind = "classifier"
+        fields["num_classes"] = sd["head.weight"].shape[0] if "head.weight" in sd else 0
+    return kind, ViTConfig(**fields)
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "checkpoint",
+                           allow_missing=()) -> None:
+    """load_state_dict with an error message a person can act on: the first missing, unexpected or
+    mis-shaped key, and where the weights came from."""
+    own = model.state_dict()
+    for k in own:
+        if k not in state_dict and not k.startswith(tuple(allow_missing)):
+            raise ValueError(f"{source}: missing key {k!r} (expected shape {tuple(own[k].shape)})")
+    for k, v in state_dict.items():
+        if k not in own:
+            raise ValueError(f"{source}: unexpected key {k!r} (shape {tuple(v.shape)}) that the model does not have")
+        if v.shape != own[k].shape:
+            raise ValueError(f"{source}: key {k!r} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    model.load_state_dict(state_dict, strict=not allow_missing)
+
+
+def read_checkpoint(path_or_dict) -> tuple:
+    """Any checkpoint -> (kind, cfg, state_dict with our key names, the rest of its config).
+    torch.load runs with weights_only=False because released files pickle their training args:
+    load only checkpoints you trust."""
+    source = "checkpoint" if isinstance(path_or_dict, dict) else str(path_or_dict)
+    ckpt = path_or_dict
+    if not isinstance(ckpt, dict):
+        try:
+            ckpt = torch.load(ckpt, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ValueError(f"cannot read checkpoint {source}: {e}") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{source}: no 'model' entry; expected {{'model': state_dict, ...}}")
+    if "config" in ckpt:                                                  # ours
+        config = dict(ckpt["config"])
+        kind = config.pop("kind")
+        fields = {k: config.pop(k) for k in list(config) if k in ViTConfig.__dataclass_fields__}
+        return kind, ViTConfig(**fields), strip_prefixes(ckpt["model"]), config
+    state_dict = convert_released(ckpt["model"])                          # the authors'
+    kind, cfg = infer_config(state_dict)
+    return kind, cfg, state_dict, {}
+
+
+def load_model(path_or_dict, kind: str = None, **overrides) -> VisionTransformer:
+    """Load a checkpoint (ours or released) as an MAE or a classifier. Loading an MAE (or a classifier with
+    another number of classes) as a classifier takes the encoder's weights and builds a fresh head of
+    overrides['num_classes']. Overrides may set training-only fields (drop_path, dropout, num_classes);
+    every weight that is loaded must match its shape exactly."""
+    source = "checkpoint" if isinstance(path_or_dict, dict) else str(path_or_dict)
+    ckpt_kind, cfg, state_dict, _ = read_checkpoint(path_or_dict)
+    kind = kind or ckpt_kind
+    model = build_model(kind, replace(cfg, **overrides))
+    head = state_dict.get("head.weight")
+    same_head = head is not None and head.shape[0] == model.cfg.num_classes
+    if kind == ckpt_kind and (kind == "mae" or same_head):
+        load_state_dict_strict(model, state_dict, source)
+    elif kind == "classifier":                                            # encoder weights, a new head
+        encoder = {k: v for k, v in state_dict.items()
+                   if not k.startswith(("decoder_", "mask_token", "head."))}
+        load_state_dict_strict(model, encoder, source, allow_missing=("head.",))
+    else:
+        raise ValueError(f"{source}: a {ckpt_kind} checkpoint has no decoder; it cannot be loaded as an MAE")
+    return model
+
+# -----------------------------------------------------------------------------
+# 8. sizes and FLOPs
+
+
+def encoder_params(cfg: ViTConfig) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in VisionTransformer(cfg).parameters())
+
+
+def training_flops(cfg: ViTConfig, mask_ratio: float = 0.9) -> float:
+    """Analytic matmul FLOPs of one MAE training step on one clip: 2 per multiply-add, backward = 2x forward
+    (the patch embedding needs no input gradient, so 1x). Layer norms, softmax and GELU are left out."""
+    L = cfg.num_tokens
+    K = int(L * (1 - mask_ratio))
+    P = cfg.token_dim
+
+    def blocks(n, d, depth):
+        per_block = 2 * n * d * (3 * d + d + 2 * cfg.mlp_ratio * d) + 2 * 2 * n * n * d  # linears + QK^T, AV
+        return depth * per_block
+
+    embed = 2 * L * P * cfg.width
+    forward = (blocks(K + 1, cfg.width, cfg.depth) + 2 * K * cfg.width * cfg.decoder_width
+               + blocks(L + 1, cfg.decoder_width, cfg.decoder_depth) + 2 * L * cfg.decoder_width * P)
+    return 3 * forward + 2 * embed
+
+
+if __name__ == "__main__":
+    print(f"Presets at their clip size (the paper's 16 x 224^2, 2x14x14 tubes unless the preset says so), mask 0.9\n")
+    header = f"{'preset':<15}{'clip':>14}{'encoder':>14}{'decoder':>12}{'tokens':>8}{'visible':>9}{'GFLOPs/clip':>13}"
+    print(header + "\n" + "-" * len(header))
+    for name in PRESETS:
+        for extra in ({}, {"img_size": 448}) if name == "huge_patch14" else ({},):
+            cfg = make_config(name, **extra)
+            with torch.device("meta"):
+                mae = MaskedAutoencoder(cfg)
+            n_enc = encoder_params(cfg)
+            n_dec = sum(p.numel() for p in mae.parameters()) - n_enc
+            ratio = 0.95 if extra else 0.9
+            clip = f"{cfg.frames}x{cfg.img_size}^2"
+            print(f"{name:<15}{clip:>14}{n_enc:>14,}{n_dec:>12,}{cfg.num_tokens:>8}"
+                  f"{int(cfg.num_tokens * (1 - ratio)):>9}{training_flops(cfg, ratio) / 1e9:>13,.1f}"
+                  + ("   (HVM-1@448, mask 0.95)" if extra else ""))
