@@ -15,6 +15,7 @@ Parameter names follow the authors' released checkpoints, so their weights load 
 """
 
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -22,9 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mask import gather_tokens, make_mask, mask_from_restore, patchify, token_grid
-
-# The MAE's pixel target is the clip normalised with these (not ImageNet's), so predictions are viewable.
-VIDEO_MEAN, VIDEO_STD = 0.45, 0.225
 
 # -----------------------------------------------------------------------------
 # 1. configuration
@@ -79,10 +77,9 @@ def make_config(preset: str = "huge_patch14", **overrides) -> ViTConfig:
     """A preset plus any overrides, e.g. make_config('huge_patch14', img_size=448) for HVM-1@448."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    fields = ViTConfig.__dataclass_fields__
-    unknown = [k for k in overrides if k not in fields]
+    unknown = set(overrides) - set(ViTConfig.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"unknown config field(s) {unknown}; known: {', '.join(fields)}")
+        raise ValueError(f"unknown config field(s) {sorted(unknown)}")
     cfg = replace(ViTConfig(), **{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
     cfg.grid  # validates the clip tiling (ValueError with a clear message otherwise)
     if cfg.width % cfg.heads or cfg.decoder_width % cfg.decoder_heads:
@@ -172,7 +169,7 @@ class VisionTransformer(nn.Module):
         t, h, w = cfg.grid
         D = cfg.width
         tube = (cfg.t_patch, cfg.patch, cfg.patch)
-        self.patch_embed = nn.Module()
+        self.patch_embed = nn.Module()                                    # a container, for the released key names
         self.patch_embed.proj = nn.Conv3d(cfg.in_chans, D, kernel_size=tube, stride=tube)  # a linear map per tube
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         # Separable position embeddings: a token at (t, y, x) gets spatial[y, x] + temporal[t].
@@ -189,18 +186,15 @@ class VisionTransformer(nn.Module):
         for p in (self.cls_token, self.pos_embed_spatial, self.pos_embed_temporal, self.pos_embed_class):
             nn.init.trunc_normal_(p, std=0.02)
 
-    def check_input(self, video: torch.Tensor) -> None:
-        c = self.cfg
-        want = (c.in_chans, c.frames, c.img_size, c.img_size)
-        if video.dim() != 5 or tuple(video.shape[1:]) != want:
-            raise ValueError(f"expected video (B, {', '.join(map(str, want))}), got {tuple(video.shape)}")
-
     def pos_embed(self, spatial, temporal):
         """(1, t*h*w, D) in T-major token order from the separable parts (1, h*w, D) and (1, t, D)."""
         return (temporal.unsqueeze(2) + spatial.unsqueeze(1)).flatten(1, 2)
 
     def forward_features(self, video: torch.Tensor, ids_keep: torch.Tensor = None) -> torch.Tensor:
-        self.check_input(video)
+        c = self.cfg
+        if video.dim() != 5 or tuple(video.shape[1:]) != (c.in_chans, c.frames, c.img_size, c.img_size):
+            raise ValueError(f"expected video (B, {c.in_chans}, {c.frames}, {c.img_size}, {c.img_size}), "
+                             f"got {tuple(video.shape)}")
         x = self.patch_embed.proj(video)                                  # (B, D, t, h, w)
         x = x.flatten(2).transpose(1, 2)                                  # (B, L, D), T-major
         x = x + self.pos_embed(self.pos_embed_spatial, self.pos_embed_temporal)
@@ -236,9 +230,8 @@ class MaskedAutoencoder(VisionTransformer):
         self.decoder_norm = nn.LayerNorm(Dd, eps=1e-6)
         self.decoder_pred = nn.Linear(Dd, cfg.token_dim)              # all pixels of a tube: both of its frames
 
-        init_weights(self.decoder_blocks)
-        init_weights(self.decoder_embed)
-        init_weights(self.decoder_pred)
+        for part in (self.decoder_embed, self.decoder_blocks, self.decoder_pred):
+            init_weights(part)
         nn.init.normal_(self.mask_token, std=0.02)
         for p in (self.decoder_cls_token, self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal,
                   self.decoder_pos_embed_class):
@@ -302,13 +295,11 @@ NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed")  # substrings; biases 
 
 def param_groups(model: VisionTransformer, weight_decay: float, layer_decay: float = 1.0):
     """AdamW groups: no weight decay on biases, norms, position embeddings and tokens; with layer_decay < 1,
-    block i learns at lr * layer_decay ** (depth + 1 - (i + 1)), the embeddings at the smallest and the
-    head at the full rate. Each group carries 'lr_scale' for the trainer to multiply its lr by."""
+    block i learns at lr * layer_decay ** (depth - i), the embeddings at the smallest and the head at the
+    full rate. Each group carries 'lr_scale' for the trainer to multiply its lr by."""
     depth = model.cfg.depth
     groups = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
         if name.startswith(("patch_embed", "cls_token", "pos_embed")):
             layer = 0
         elif name.startswith("blocks."):
@@ -316,24 +307,14 @@ def param_groups(model: VisionTransformer, weight_decay: float, layer_decay: flo
         else:                                                             # final norm, head, decoder
             layer = depth + 1
         no_decay = p.ndim == 1 or any(s in name for s in NO_DECAY_NAMES)
-        key = (layer, no_decay)
-        if key not in groups:
-            groups[key] = {"params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
-                           "lr_scale": layer_decay ** (depth + 1 - layer)}
-        groups[key]["params"].append(p)
-        groups[key]["names"].append(name)
+        group = groups.setdefault((layer, no_decay), {"params": [], "names": [], "lr_scale": layer_decay ** (
+            depth + 1 - layer), "weight_decay": 0.0 if no_decay else weight_decay})
+        group["params"].append(p)
+        group["names"].append(name)
     return [groups[k] for k in sorted(groups)]
 
 # -----------------------------------------------------------------------------
 # 7. checkpoints
-
-
-def build_model(kind: str, cfg: ViTConfig) -> VisionTransformer:
-    if kind == "mae":
-        return MaskedAutoencoder(cfg)
-    if kind == "classifier":
-        return VideoClassifier(cfg)
-    raise ValueError(f"unknown model kind {kind!r}; expected 'mae' or 'classifier'")
 
 
 def checkpoint_config(model: VisionTransformer, **extra) -> dict:
@@ -345,33 +326,21 @@ def checkpoint_config(model: VisionTransformer, **extra) -> dict:
 
 def strip_prefixes(state_dict: dict) -> dict:
     """Remove wrappers' prefixes: 'module.' (DDP) and '_orig_mod.' (torch.compile)."""
-    out = {}
-    for k, v in state_dict.items():
-        for prefix in ("module.", "_orig_mod."):
-            while k.startswith(prefix):
-                k = k[len(prefix):]
-        out[k] = v
-    return out
+    return {re.sub(r"^(module\.|_orig_mod\.)+", "", k): v for k, v in state_dict.items()}
 
 
 def convert_released(state_dict: dict) -> dict:
     """The authors' checkpoints keep attn.q, attn.k, attn.v apart; we fuse them into attn.qkv."""
     sd = strip_prefixes(state_dict)
-    out = {}
-    for k, v in sd.items():
-        if ".attn.k." in k or ".attn.v." in k:
-            continue                                                      # consumed together with q below
+    out = {k: v for k, v in sd.items() if not re.search(r"\.attn\.[qkv]\.", k)}
+    for k in sd:
         if ".attn.q." in k:
             base, leaf = k.split(".attn.q.")
-            parts = []
-            for n in "qkv":
-                key = f"{base}.attn.{n}.{leaf}"
-                if key not in sd:
-                    raise ValueError(f"checkpoint has {k!r} but no {key!r}")
-                parts.append(sd[key])
-            out[f"{base}.attn.qkv.{leaf}"] = torch.cat(parts, dim=0)    # (3D, D) or (3D,)
-        else:
-            out[k] = v
+            keys = [f"{base}.attn.{n}.{leaf}" for n in "qkv"]
+            missing = [key for key in keys if key not in sd]
+            if missing:
+                raise ValueError(f"checkpoint has {k!r} but no {missing[0]!r}")
+            out[f"{base}.attn.qkv.{leaf}"] = torch.cat([sd[key] for key in keys])   # (3D, D) or (3D,)
     return out
 
 
@@ -382,8 +351,7 @@ def infer_config(state_dict: dict) -> tuple:
     if "patch_embed.proj.weight" not in sd:
         raise ValueError("not a ViT checkpoint: no 'patch_embed.proj.weight' key")
     width, in_chans, t_patch, patch, _ = sd["patch_embed.proj.weight"].shape
-    hw = sd["pos_embed_spatial"].shape[1]
-    side = math.isqrt(hw)
+    side = math.isqrt(sd["pos_embed_spatial"].shape[1])                  # h = w tokens per side
     count = lambda prefix: len({k.split(".")[1] for k in sd if k.startswith(prefix)})
     heads_for = {p.get("width"): p.get("heads") for p in PRESETS.values()}
     fields = dict(width=width, depth=count("blocks."), heads=heads_for.get(width, max(1, width // 64)),
@@ -447,7 +415,9 @@ def load_model(path_or_dict, kind: str = None, **overrides) -> VisionTransformer
     source = "checkpoint" if isinstance(path_or_dict, dict) else str(path_or_dict)
     ckpt_kind, cfg, state_dict, _ = read_checkpoint(path_or_dict)
     kind = kind or ckpt_kind
-    model = build_model(kind, replace(cfg, **overrides))
+    if kind not in ("mae", "classifier"):
+        raise ValueError(f"unknown model kind {kind!r}; expected 'mae' or 'classifier'")
+    model = (MaskedAutoencoder if kind == "mae" else VideoClassifier)(replace(cfg, **overrides))
     head = state_dict.get("head.weight")
     same_head = head is not None and head.shape[0] == model.cfg.num_classes
     if kind == ckpt_kind and (kind == "mae" or same_head):
@@ -462,11 +432,6 @@ def load_model(path_or_dict, kind: str = None, **overrides) -> VisionTransformer
 
 # -----------------------------------------------------------------------------
 # 8. sizes and FLOPs
-
-
-def encoder_params(cfg: ViTConfig) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in VisionTransformer(cfg).parameters())
 
 
 def training_flops(cfg: ViTConfig, mask_ratio: float = 0.9) -> float:
@@ -487,18 +452,14 @@ def training_flops(cfg: ViTConfig, mask_ratio: float = 0.9) -> float:
 
 
 if __name__ == "__main__":
-    print(f"Presets at their clip size (the paper's 16 x 224^2, 2x14x14 tubes unless the preset says so), mask 0.9\n")
-    header = f"{'preset':<15}{'clip':>14}{'encoder':>14}{'decoder':>12}{'tokens':>8}{'visible':>9}{'GFLOPs/clip':>13}"
-    print(header + "\n" + "-" * len(header))
-    for name in PRESETS:
-        for extra in ({}, {"img_size": 448}) if name == "huge_patch14" else ({},):
-            cfg = make_config(name, **extra)
-            with torch.device("meta"):
-                mae = MaskedAutoencoder(cfg)
-            n_enc = encoder_params(cfg)
-            n_dec = sum(p.numel() for p in mae.parameters()) - n_enc
-            ratio = 0.95 if extra else 0.9
-            clip = f"{cfg.frames}x{cfg.img_size}^2"
-            print(f"{name:<15}{clip:>14}{n_enc:>14,}{n_dec:>12,}{cfg.num_tokens:>8}"
-                  f"{int(cfg.num_tokens * (1 - ratio)):>9}{training_flops(cfg, ratio) / 1e9:>13,.1f}"
-                  + ("   (HVM-1@448, mask 0.95)" if extra else ""))
+    print("Presets at their clip size (the paper's 16 x 224^2 with 2x14x14 tubes unless the preset says so)\n")
+    print(f"{'preset':<15}{'clip':>10}{'encoder':>14}{'decoder':>12}{'tokens':>8}{'mask':>6}{'visible':>9}"
+          f"{'train GFLOPs/clip':>19}\n" + "-" * 93)
+    rows = [(name, {}, 0.9) for name in PRESETS] + [("huge_patch14", {"img_size": 448}, 0.95)]  # + HVM-1@448
+    for name, extra, ratio in rows:
+        cfg = make_config(name, **extra)
+        with torch.device("meta"):                                        # shapes only: instant, no memory
+            n_encoder = sum(p.numel() for p in VisionTransformer(cfg).parameters())
+            n_decoder = sum(p.numel() for p in MaskedAutoencoder(cfg).parameters()) - n_encoder
+        print(f"{name:<15}{cfg.frames:>4}x{cfg.img_size:>3}^2{n_encoder:>14,}{n_decoder:>12,}{cfg.num_tokens:>8}"
+              f"{ratio:>6}{int(cfg.num_tokens * (1 - ratio)):>9}{training_flops(cfg, ratio) / 1e9:>19,.1f}")
