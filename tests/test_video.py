@@ -1,0 +1,152 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from synthetic import indexed_frames, read_indices, write_indexed_video
+from video import VideoError, find_videos, prepare, read_clip, read_frames, video_info, write_video
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Indexed videos at the rates real datasets use: 30 fps headcam, 25 fps Kinetics, 12 fps SSV2 (.webm)."""
+    d = tmp_path_factory.mktemp("sources")
+    (d / "S").mkdir()
+    write_indexed_video(d / "S" / "a30.mp4", 300, 30)
+    write_indexed_video(d / "S" / "b25.mp4", 250, 25)
+    write_indexed_video(d / "c12.webm", 120, 12)
+    return d
+
+
+def test_synthetic_index_survives_compression(tmp_path):
+    path = write_indexed_video(tmp_path / "v.mp4", 40, 30)
+    assert read_indices(read_frames(path, np.arange(40) / 30, size=None)) == list(range(40))
+    assert read_indices(indexed_frames(3000)[[0, 1234, 2999]]) == [0, 1234, 2999]
+
+
+@pytest.mark.parametrize("name, fps", [("S/a30.mp4", 30), ("S/b25.mp4", 25), ("c12.webm", 12)])
+def test_clips_are_frame_exact_at_3_75_fps_whatever_the_source_rate(sources, name, fps):
+    path = sources / name
+    duration, rate = video_info(path)
+    assert rate == pytest.approx(fps) and duration == pytest.approx(10.0, abs=0.1)
+    for t0 in (0.0, 1.31, 4.47):                                        # frame k is the one nearest t0 + k / 3.75
+        frames = read_frames(path, t0 + np.arange(16) / 3.75, size=None)
+        assert frames.shape == (16, 96, 96, 3) and frames.dtype == np.uint8
+        assert read_indices(frames) == [round((t0 + k / 3.75) * fps) for k in range(16)]
+    if fps == 30:                                                       # every 8th frame, as the paper
+        assert np.all(np.diff(read_indices(read_clip(path, start="random", rng=np.random.default_rng(0)))) == 8)
+    centre = read_indices(read_clip(path, start="center"))              # evaluation: the same clip every time
+    assert centre == read_indices(read_clip(path, start="center"))
+    first = (300 // 30 * fps - 4 * fps) // 2                            # the middle 4 s of 10 s, on a source frame
+    assert centre == [int(first + k * fps / 3.75 + 0.5) for k in range(16)]
+
+
+def test_a_short_video_repeats_its_last_frame(tmp_path):
+    path = write_indexed_video(tmp_path / "short.mp4", 5, 3.75)         # 5 frames: shorter than a 16-frame clip
+    clip = read_clip(path, start="random", rng=np.random.default_rng(0))
+    assert clip.shape == (16, 256, 256, 3)
+    assert read_indices(clip) == [0, 1, 2, 3, 4] + [4] * 11
+
+
+def test_canvas_is_the_centre_square_with_short_side_256(tmp_path):
+    frames = np.zeros((4, 96, 160, 3), np.uint8)
+    frames[:, :, :32] = (255, 0, 0)                                     # red and blue bands at the far left/right
+    frames[:, :, -32:] = (0, 0, 255)
+    frames[:, :, 32:-32] = (0, 255, 0)
+    path = tmp_path / "wide.mp4"
+    write_video(path, frames, 30)
+    clip = read_clip(path, num_frames=2, start=0.0)
+    assert clip.shape == (2, 256, 256, 3)
+    assert clip[..., 1].mean() > 240 and clip[..., 0].mean() < 15 and clip[..., 2].mean() < 15  # green only
+
+
+def test_unreadable_files_raise_video_error_naming_the_file(tmp_path):
+    good = write_indexed_video(tmp_path / "good.mp4", 60, 30)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    data = good.read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[:len(data) // 2])
+    for name in ("empty.mp4", "text.mp4", "truncated.mp4"):
+        with pytest.raises(VideoError, match=name):
+            read_clip(tmp_path / name)
+
+
+def test_write_video_rejects_odd_sizes(tmp_path):
+    with pytest.raises(ValueError, match="must be even"):
+        write_video(tmp_path / "odd.mp4", np.zeros((2, 15, 16, 3), np.uint8), 30)
+
+
+def test_prepare_mirrors_the_tree_resamples_exactly_and_skips_finished_files(sources, tmp_path):
+    dst = tmp_path / "prepared"
+    counts = prepare(str(sources), str(dst), workers=2)
+    assert counts == {"done": 3, "skipped": 0, "failed": 0}
+    outputs = [os.path.relpath(p, dst) for p in find_videos(dst)]
+    assert outputs == ["c12_s000.mp4", "S/a30_s000.mp4", "S/b25_s000.mp4"]
+    for name, fps in (("S/a30_s000.mp4", 30), ("S/b25_s000.mp4", 25), ("c12_s000.mp4", 12)):
+        duration, rate = video_info(dst / name)
+        assert rate == pytest.approx(3.75) and duration == pytest.approx(10.0, abs=0.3)
+        frames = read_frames(dst / name, np.arange(37) / 3.75, size=None)
+        assert frames.shape[1:3] == (256, 256)                          # short side 256
+        assert read_indices(frames) == [round(j / 3.75 * fps) for j in range(37)]  # the same frames as raw
+        # clips read from the prepared file are the clips read from the source (t0 on the 3.75 fps grid)
+        t0 = 6 / 3.75
+        src = sources / name.replace("_s000.mp4", ".webm" if fps == 12 else ".mp4")
+        assert read_indices(read_clip(dst / name, start=t0)) == read_indices(read_clip(src, start=t0))
+    assert prepare(str(sources), str(dst), workers=2) == {"done": 0, "skipped": 3, "failed": 0}
+
+
+def test_prepare_cuts_long_recordings_into_minute_segments(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_indexed_video(src / "long.mp4", 30 * 150, 30, size=48, gop=250)   # 150 s at 30 fps
+    dst = tmp_path / "dst"
+    prepare(str(src), str(dst), workers=1)
+    marker = json.loads((dst / "long.prepared.json").read_text())
+    assert marker["segments"] == ["long_s000.mp4", "long_s001.mp4"] and marker["frames"] == 563
+    lengths = [video_info(dst / s)[0] for s in marker["segments"]]
+    assert all(60 <= x <= 90 for x in lengths)                          # about a minute each, none tiny
+    second = read_frames(dst / "long_s001.mp4", [0.0, 10 / 3.75], size=None)
+    assert read_indices(second) == [281 * 8, 291 * 8]                   # it continues where the first ended
+
+
+@pytest.mark.slow
+def test_prepare_killed_mid_file_leaves_no_half_file_and_a_rerun_completes(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_indexed_video(src / "long.mp4", 30 * 600, 30, size=48)        # 10 minutes: several segments
+    dst = tmp_path / "dst"
+    cmd = [sys.executable, os.path.join(ROOT, "video.py"), "prepare", str(src), str(dst), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while not (dst.exists() and any(p.name.endswith(".partial") for p in dst.iterdir())):
+        assert time.time() < deadline and proc.poll() is None, "prepare finished before it could be killed"
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)                                 # mid-file, mid-segment
+    proc.wait()
+    assert not (dst / "long.prepared.json").exists()
+    for path in find_videos(dst):                                       # whatever carries a real name is whole
+        duration, _ = video_info(path)
+        assert read_frames(path, [duration - 0.3], size=None).shape[0] == 1
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert "prepared 1, already done 0, failed 0" in result.stdout
+    marker = json.loads((dst / "long.prepared.json").read_text())
+    assert sorted(p.name for p in dst.glob("*.mp4")) == marker["segments"]
+    assert not list(dst.glob(".*.partial"))
+    frames = sum(round(video_info(dst / s)[0] * 3.75) for s in marker["segments"])
+    assert frames == marker["frames"] == 2250
+
+
+def test_prepare_errors_clearly_on_a_missing_or_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        prepare(str(tmp_path / "nope"), str(tmp_path / "out"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no video files"):
+        prepare(str(tmp_path / "empty"), str(tmp_path / "out"))

@@ -1,0 +1,302 @@
+"""
+Video files: reading 16-frame clips at 3.75 fps, writing video, and `prepare` (transcode once).
+
+The paper samples every 8th frame of 30 fps headcam video: 3.75 frames per second, so a 16-frame clip spans
+about 4.3 s. Files come at other rates too (Kinetics at 25 fps, SSV2 at 12 fps), so we sample by *time*: frame k of
+a clip starting at t0 is the source frame whose timestamp is nearest to t0 + k / 3.75 s, whatever the file's rate.
+
+Decoding is the expensive part, so:
+- we seek to the keyframe before t0 instead of decoding from the start of a long recording;
+- only the 16 chosen frames are converted to RGB and resized (the others are decoded and dropped);
+- `python video.py prepare SRC DST` transcodes a dataset once to 3.75 fps, a 256-pixel short side and
+  16-frame GOPs (a keyframe every 16 frames), cut into segments of about a minute; a clip then decodes from at
+  most 31 small frames. Readers use the rate each file carries, so raw and prepared data load the same way.
+Frames come out as uint8 (T, H, W, 3), on a square canvas (short side resized to `size`, centre-cropped).
+"""
+
+import argparse
+import json
+import math
+import os
+import warnings
+from fractions import Fraction
+from multiprocessing import Pool
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+SAMPLE_FPS = 3.75            # every 8th frame of 30 fps video
+CLIP_FRAMES = 16             # about 4.3 s
+CANVAS = 256                 # datasets hand out square frames of this side; augmentation crops from them
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+class VideoError(Exception):
+    """A file that cannot be read as video (corrupt, truncated, empty, not a video)."""
+
+
+def is_video(name: str) -> bool:
+    return name.lower().endswith(VIDEO_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+# -----------------------------------------------------------------------------
+# reading
+
+
+def duration_of(container, stream) -> float:
+    """Seconds from the first frame to the end of the stream. WebM files often know only the container's."""
+    if stream.duration is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def start_of(stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def decode_nearest(container, stream, times):
+    """The decoded frames nearest to each of the sorted `times` (seconds from the stream's start). Seeks once,
+    then decodes forward; times past the last frame get the last frame (a short video repeats its end)."""
+    origin = start_of(stream)
+    seek_to = max(0.0, times[0] - 0.5)                                   # a little early: nearest may be before
+    container.seek(int((origin + seek_to) / stream.time_base), stream=stream, backward=True, any_frame=False)
+    chosen, previous, k = [], None, 0
+    for frame in container.decode(stream):
+        t = frame.time - origin if frame.time is not None else (previous[1] if previous else 0.0)
+        while k < len(times) and t >= times[k]:                          # frame passed target k: pick the nearer
+            nearer = previous if previous and times[k] - previous[1] < t - times[k] else (frame, t)
+            chosen.append(nearer[0])
+            k += 1
+        if k == len(times):
+            break
+        previous = (frame, t)
+    if previous is None and not chosen:
+        raise VideoError("no decodable video frames")
+    last = previous[0] if previous else chosen[-1]
+    return chosen + [last] * (len(times) - len(chosen))
+
+
+def to_canvas(frame, size=CANVAS) -> np.ndarray:
+    """An av.VideoFrame -> uint8 (size, size, 3): short side resized to size, then the centre square.
+    size=None keeps the frame as it is (H, W, 3)."""
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    w, h = frame.width, frame.height
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):                                         # AREA: good when shrinking
+        frame = frame.reformat(width=new_w, height=new_h, interpolation="AREA")
+    rgb = frame.to_ndarray(format="rgb24")                               # (new_h, new_w, 3)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
+def open_video(path, threads: int = 1):
+    """Open a file for decoding; threads=1 because data loaders run one decoder per worker process."""
+    try:
+        container = av.open(str(path))
+        stream = container.streams.video[0]
+    except (av.error.FFmpegError, IndexError, OSError, UnicodeDecodeError) as e:
+        raise VideoError(f"{path}: cannot open as video ({type(e).__name__}: {e})") from None
+    stream.thread_count = threads
+    return container, stream
+
+
+def clip_start(duration: float, span: float, start, rng=None) -> float:
+    """Where a clip of `span` seconds starts: 'random' (training), 'center' (evaluation) or a number."""
+    room = max(0.0, duration - span)
+    if start == "random":
+        return float((rng or np.random.default_rng()).uniform(0.0, room))
+    if start == "center":
+        return room / 2
+    return float(start)
+
+
+def read_frames(path, times, size=CANVAS, threads: int = 1) -> np.ndarray:
+    """The frames nearest to the sorted `times` (seconds) as uint8 (len(times), size, size, 3)."""
+    container, stream = open_video(path, threads)
+    try:
+        with container:
+            frames = decode_nearest(container, stream, list(times))
+            return np.stack([to_canvas(f, size) for f in frames])
+    except VideoError as e:
+        raise VideoError(f"{path}: {e}") from None
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: decoding failed ({type(e).__name__}: {e})") from None
+
+
+def video_info(path) -> tuple:
+    """(duration in seconds, frames per second) from the file's header."""
+    container, stream = open_video(path)
+    with container:
+        rate = stream.average_rate or stream.guessed_rate
+        return duration_of(container, stream), float(rate) if rate else 30.0
+
+
+def read_clip(path, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center", rng=None, size=CANVAS,
+              info=None) -> np.ndarray:
+    """A clip of num_frames frames at fps, uint8 (T, size, size, 3). start: 'random', 'center' or seconds.
+    Pass `info` = video_info(path) when it is known, to save opening the file twice."""
+    duration, source_fps = info or video_info(path)
+    t0 = clip_start(duration, (num_frames - 1) / fps, start, rng)
+    if start == "center":              # on a source frame: no target falls halfway between two frames
+        t0 = math.floor(t0 * source_fps) / source_fps
+    return read_frames(path, t0 + np.arange(num_frames) / fps, size)
+
+# -----------------------------------------------------------------------------
+# writing
+
+
+def open_writer(path, fps, width, height, gop=None, crf=18, fmt=None):
+    """An output container and stream; the codec follows the extension (.webm: VP9, otherwise H.264)."""
+    container = av.open(str(path), "w", format=fmt)
+    webm = str(path).endswith(".webm") or fmt == "webm"
+    stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=Fraction(fps).limit_denominator(1000))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    options = {"crf": str(crf)}
+    if webm:
+        options.update({"b": "0", "deadline": "realtime", "cpu-used": "8"})
+    else:
+        options.update({"preset": "veryfast", "bf": "0"})               # no B-frames: frames decode in order
+    if gop:
+        options["g"] = str(gop)
+    stream.options = options
+    return container, stream
+
+
+def write_video(path, frames: np.ndarray, fps, gop=None, crf=18) -> None:
+    """Write uint8 frames (T, H, W, 3) as a video file at fps (H and W must be even for yuv420p)."""
+    T, H, W, _ = frames.shape
+    if H % 2 or W % 2:
+        raise ValueError(f"{path}: frame size {W}x{H} must be even for yuv420p video")
+    container, stream = open_writer(path, fps, W, H, gop, crf)
+    with container:
+        for img in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")))
+        container.mux(stream.encode())
+
+# -----------------------------------------------------------------------------
+# prepare: transcode once to 3.75 fps, 256-pixel short side, short GOPs, one-minute segments
+
+
+def even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def prepare_file(job) -> tuple:
+    """Transcode one source file into segments <stem>_sNNN.mp4, then write <stem>.prepared.json. Segments are
+    written under hidden temporary names and renamed when complete, and the marker comes last, so a killed run
+    leaves no half-written video under a real name and no marker: the next run redoes the file.
+    Returns (source, 'done' | 'skipped' | error message)."""
+    src, out_dir, fps, short_side, segment_seconds, gop, threads = job
+    stem = os.path.splitext(os.path.basename(src))[0]
+    marker = os.path.join(out_dir, stem + ".prepared.json")
+    stat = os.stat(src)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            done = json.load(f)
+        if done.get("source_size") == stat.st_size and done.get("source_mtime") == stat.st_mtime:
+            return src, "skipped"
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        container, stream = open_video(src, threads)
+        with container:
+            duration = duration_of(container, stream)
+            planned = max(1, math.floor(duration * fps))                  # output frames, from the header
+            per_segment = segment_seconds * fps
+            num_segments = max(1, round(planned / per_segment))
+            seg_len = math.ceil(planned / num_segments)                   # about a minute each, none tiny
+            width, height = stream.codec_context.width, stream.codec_context.height
+            scale = short_side / min(width, height)
+            out_w, out_h = even(width * scale), even(height * scale)
+            segments, writer, n = [], None, 0
+            frame_time_base = 1 / Fraction(fps).limit_denominator(1000)
+            origin = start_of(stream)
+            previous = None
+
+            def emit(frame):
+                nonlocal writer, n
+                if writer is None or (n % seg_len == 0 and len(segments) < num_segments):
+                    close(writer)
+                    name = f"{stem}_s{len(segments):03d}.mp4"
+                    tmp = os.path.join(out_dir, f".{name}.partial")
+                    writer = (*open_writer(tmp, fps, out_w, out_h, gop, fmt="mp4"), tmp, name)
+                    segments.append(name)
+                out = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
+                out.pts, out.time_base = n - seg_len * (len(segments) - 1), frame_time_base  # our clock, not the source's
+                writer[0].mux(writer[1].encode(out))
+                n += 1
+
+            def close(w):
+                if w is not None:
+                    w[0].mux(w[1].encode())
+                    w[0].close()
+                    os.replace(w[2], os.path.join(out_dir, w[3]))        # complete: give it its real name
+
+            for frame in container.decode(stream):                      # resample by nearest timestamp
+                t = frame.time - origin
+                while t >= n / fps:
+                    target = n / fps
+                    emit(previous[0] if previous and target - previous[1] < t - target else frame)
+                previous = (frame, t)
+            if n == 0:
+                raise VideoError("no decodable video frames")
+            close(writer)
+    except (VideoError, av.error.FFmpegError, OSError, ValueError) as e:
+        return src, f"{type(e).__name__}: {e}"
+    with open(marker + ".partial", "w") as f:
+        json.dump({"source": os.path.abspath(src), "source_size": stat.st_size, "source_mtime": stat.st_mtime,
+                   "fps": fps, "short_side": short_side, "gop": gop, "frames": n, "segments": segments}, f)
+    os.replace(marker + ".partial", marker)
+    return src, "done"
+
+
+def find_videos(root) -> list:
+    """Every video file under root, at any depth, in sorted order (hidden files and folders are skipped)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such folder: {root}")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [os.path.join(dirpath, f) for f in sorted(filenames) if is_video(f)]
+    return found
+
+
+def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, segment_seconds=60, gop=16):
+    """Transcode every video under src_root into dst_root, mirroring the folder tree. Resumable."""
+    sources = find_videos(src_root)
+    if not sources:
+        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {src_root}")
+    threads = 0 if workers <= 1 else 1                                    # 0: let FFmpeg pick when alone
+    jobs = [(s, os.path.join(dst_root, os.path.relpath(os.path.dirname(s), src_root)), fps, short_side,
+             segment_seconds, gop, threads) for s in sources]
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    with Pool(max(1, workers)) as pool:
+        for src, status in tqdm(pool.imap_unordered(prepare_file, jobs), total=len(jobs), desc="prepare"):
+            if status in counts:
+                counts[status] += 1
+            else:
+                counts["failed"] += 1
+                warnings.warn(f"skipping {src}: {status}")
+    return counts
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="transcode a folder of videos once for fast training")
+    p.add_argument("src", help="folder of source videos (searched recursively)")
+    p.add_argument("dst", help="output folder; the source tree is mirrored under it")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--fps", type=float, default=SAMPLE_FPS)
+    p.add_argument("--short_side", type=int, default=CANVAS)
+    p.add_argument("--segment_seconds", type=float, default=60)
+    p.add_argument("--gop", type=int, default=16, help="frames between keyframes")
+    args = parser.parse_args()
+    try:
+        counts = prepare(args.src, args.dst, args.workers, args.fps, args.short_side, args.segment_seconds, args.gop)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}")
+    print(f"prepared {counts['done']}, already done {counts['skipped']}, failed {counts['failed']} -> {args.dst}")
