@@ -145,6 +145,10 @@ def read_clip(path, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center", rng=
         t0 = math.floor(t0 * source_fps) / source_fps
     return read_frames(path, t0 + np.arange(num_frames) / fps, size)
 
+def read_image(path, size=CANVAS) -> np.ndarray:
+    """An image file (JPEG, PNG, ...) on the canvas, uint8 (size, size, 3): to FFmpeg it is a one-frame video."""
+    return read_frames(path, [0.0], size)[0]
+
 # -----------------------------------------------------------------------------
 # writing
 
@@ -175,6 +179,16 @@ def write_video(path, frames: np.ndarray, fps, gop=None, crf=18) -> None:
     with container:
         for img in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")))
+        container.mux(stream.encode())
+
+def write_image(path, image: np.ndarray) -> None:
+    """Write uint8 (H, W, 3) as an image; the format follows the extension (.png lossless, .jpg)."""
+    png = str(path).lower().endswith(".png")
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png" if png else "mjpeg")
+        stream.width, stream.height = image.shape[1], image.shape[0]
+        stream.pix_fmt = "rgb24" if png else "yuvj444p"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
         container.mux(stream.encode())
 
 # -----------------------------------------------------------------------------

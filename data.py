@@ -1,0 +1,350 @@
+"""
+Datasets: which files, which labels, which subset; and the batched augmentation that runs on the device.
+
+Every dataset hands out items (clips, label):
+  clips  uint8 (R, T, S, S, 3) on a square canvas (S = 256), R repeated views (R = 16 when pretraining, 1 to evaluate)
+  label  int, the index of the class in the sorted class names (-1 when there are no labels)
+collate_clips stacks a batch to (B*R, T, S, S, 3) and (B*R,). Then, on the GPU, augment() crops, flips, resizes
+and normalises the whole batch at once into the float (N, 3, T, 224, 224) the models take.
+
+Class indices are the sorted class names, as in the authors' code: for SSV2 the names are the templates with
+their brackets ("Approaching [something] with your camera"), for Kinetics the class folders. The authors' exact
+few-shot splits ship in assets/ and are selected by name ('10shot', '50shot').
+"""
+
+import csv
+import json
+import math
+import os
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, find_videos, read_clip, read_frames, read_image,
+                   video_info)
+
+VIDEO_MEAN, VIDEO_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)     # the paper's; also the MAE's pixel target
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+AUTHORS_SPLITS = {"ssv2": "ssv2_fewshot_splits.json", "kinetics": "kinetics700_fewshot_splits.json"}
+CHILDREN = ("S", "A", "Y")
+
+# -----------------------------------------------------------------------------
+# listing a dataset: paths, labels, class names
+
+
+class Items(NamedTuple):
+    paths: np.ndarray            # (n,) fixed-width strings: one buffer, so worker processes don't copy it on read
+    labels: np.ndarray           # (n,) int64, -1 = unlabelled
+    classes: list                # sorted class names; labels index into them
+
+    def __len__(self):
+        return len(self.paths)
+
+    def select(self, indices) -> "Items":
+        indices = np.asarray(indices, dtype=np.int64)
+        return Items(self.paths[indices], self.labels[indices], self.classes)
+
+
+def make_items(paths, labels, classes, source) -> Items:
+    if len(paths) == 0:
+        raise FileNotFoundError(f"no files found for {source}")
+    return Items(np.array(paths, dtype=str), np.array(labels, dtype=np.int64), list(classes))
+
+
+def require_dir(path, what):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what}: no such folder {path}")
+
+
+def headcam_items(root, children="S") -> Items:
+    """SAYCam-style headcam video: one folder per child (root/S, root/A, root/Y), videos at any depth. children is
+    'S', 'SAY', or 'S,A'. Files are listed in sorted order, which is chronological for SAYCam's date-stamped names."""
+    names = [c for c in children.replace(",", "") if c.strip()]
+    paths = []
+    for child in names:
+        if child not in CHILDREN:
+            raise ValueError(f"unknown child {child!r} in --data {children!r}; choose from S, A, Y")
+        require_dir(os.path.join(root, child), f"headcam child {child}")
+        found = find_videos(os.path.join(root, child))
+        if not found:
+            raise FileNotFoundError(f"no video files under {os.path.join(root, child)}")
+        paths += found
+    return make_items(paths, [-1] * len(paths), [], f"headcam {children} under {root}")
+
+
+def folder_items(root, extensions=None) -> Items:
+    """Any folder of class sub-folders: root/<class>/**/<file>. Videos by default, or files with `extensions`."""
+    require_dir(root, "dataset")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        if extensions is None:
+            found = find_videos(os.path.join(root, name))
+        else:
+            found = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(root, name)) for f in fs
+                           if f.lower().endswith(extensions) and not f.startswith("."))
+        paths += found
+        labels += [index] * len(found)
+    return make_items(paths, labels, classes, f"class folders under {root}")
+
+
+def image_items(root, split="train") -> Items:
+    """ImageNet-style images: root/<split>/<class>/*.JPEG (or .png, ...)."""
+    return folder_items(os.path.join(root, split), IMAGE_EXTENSIONS)
+
+
+def kinetics_items(root, split="train", csv_path=None) -> Items:
+    """Kinetics: root/<split>/<class>/<youtube_id>_<start:06d>_<end:06d>.mp4, listed from the class folders, or
+    from the official CSV (label,youtube_id,time_start,time_end,split); CSV rows whose file is absent are skipped
+    with one warning (YouTube videos disappear)."""
+    if csv_path is None:
+        return folder_items(os.path.join(root, split))
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"Kinetics CSV: no such file {csv_path}")
+    with open(csv_path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("split", split) == split]
+    classes = sorted({r["label"] for r in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    paths, labels, missing = [], [], 0
+    for r in rows:
+        name = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}.mp4"
+        path = os.path.join(root, split, r["label"], name)
+        if os.path.isfile(path):
+            paths.append(path)
+            labels.append(index[r["label"]])
+        else:
+            missing += 1
+    if missing:
+        warnings.warn(f"{csv_path}: {missing} of {len(rows)} {split} videos are not under {root}; skipped")
+    return make_items(paths, labels, classes, f"Kinetics {split} from {csv_path}")
+
+
+def ssv2_items(root, split="train") -> Items:
+    """Something-Something-V2: root/something-something-v2-{train,validation}.json (entries with id, template, ...)
+    and videos root/<id>.webm (or .mp4, or under root/videos/). A class is its template, brackets included."""
+    entries = {}
+    for s in ("train", "validation"):
+        path = os.path.join(root, f"something-something-v2-{s}.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"SSV2: no such file {path}")
+        with open(path) as f:
+            entries[s] = json.load(f)
+    if split not in entries:
+        raise ValueError(f"SSV2 split must be 'train' or 'validation', got {split!r}")
+    classes = sorted({e["template"] for s in entries for e in entries[s]})
+    index = {c: i for i, c in enumerate(classes)}
+    paths, labels, missing = [], [], 0
+    for e in entries[split]:
+        candidates = [os.path.join(root, d, f"{e['id']}{ext}") for d in ("", "videos") for ext in (".webm", ".mp4")]
+        found = next((c for c in candidates if os.path.isfile(c)), None)
+        if found:
+            paths.append(found)
+            labels.append(index[e["template"]])
+        else:
+            missing += 1
+    if missing:
+        warnings.warn(f"SSV2 {split}: {missing} of {len(entries[split])} videos not found under {root}; skipped")
+    return make_items(paths, labels, classes, f"SSV2 {split} under {root}")
+
+# -----------------------------------------------------------------------------
+# subsets
+
+
+def fraction_subset(items: Items, fraction: float, mode="prefix", seed=0) -> Items:
+    """A fraction of the files: 'prefix' keeps the first ones in sorted (chronological) order, as the authors
+    did for the scaling runs; 'random' a seeded random choice. At least one file is kept."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data fraction must be in (0, 1], got {fraction}")
+    count = max(1, round(len(items) * fraction))
+    if mode == "prefix":
+        return items.select(np.arange(count))
+    if mode == "random":
+        return items.select(np.sort(np.random.default_rng(seed).permutation(len(items))[:count]))
+    raise ValueError(f"unknown fraction mode {mode!r}; choose 'prefix' or 'random'")
+
+
+def kshot_indices(labels, k, seed=0, skip=0) -> np.ndarray:
+    """k examples per class, seeded. Each class's examples are shuffled once by (seed, class), and we take
+    positions [skip, skip + k): so the 10-shot set lies inside the 50-shot set, and skip=k gives k further
+    examples (e.g. a model-selection set) disjoint from the first k."""
+    labels = np.asarray(labels)
+    chosen = []
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        if len(members) < skip + k:
+            raise ValueError(f"class {c} has {len(members)} examples; {skip + k} are needed for k={k}, skip={skip}")
+        order = np.random.default_rng([seed, int(c)]).permutation(len(members))
+        chosen.append(members[order[skip:skip + k]])
+    return np.sort(np.concatenate(chosen))
+
+
+def authors_split(items: Items, dataset: str, name: str) -> Items:
+    """The authors' exact few-shot training subset ('10shot' or '50shot') of SSV2 or Kinetics-700, matched by file
+    stem, with labels indexed in their sorted class list (which also orders their released finetuned heads)."""
+    if dataset not in AUTHORS_SPLITS:
+        raise ValueError(f"the authors' splits exist for {', '.join(AUTHORS_SPLITS)}, not {dataset!r}")
+    with open(os.path.join(ASSETS, AUTHORS_SPLITS[dataset])) as f:
+        spec = json.load(f)
+    if name not in spec["splits"]:
+        raise ValueError(f"unknown split {name!r}; choose from {', '.join(spec['splits'])}")
+    classes = spec["class_names_sorted"]
+    wanted = {stem: classes.index(c) for c, stems in spec["splits"][name].items() for stem in stems}
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in items.paths]
+    keep = [i for i, s in enumerate(stems) if s in wanted]
+    if len(keep) < len(wanted):
+        warnings.warn(f"{dataset} {name}: {len(wanted) - len(keep)} of {len(wanted)} split videos are missing")
+    return make_items(items.paths[keep], [wanted[stems[i]] for i in keep], classes, f"{dataset} {name}")
+
+# -----------------------------------------------------------------------------
+# datasets
+
+
+def skip(skipped: set, path: str, error: Exception):
+    """An unreadable file: warn once per file (per worker process), remember it, and hand out None,
+    which collate_clips drops. A run never stops for one bad file."""
+    if path not in skipped:
+        skipped.add(path)
+        warnings.warn(f"skipping unreadable file {path}: {error}")
+    return None
+
+
+class ClipDataset(Dataset):
+    """Clips of video files. train=True: a random start and R = repeats views, either R copies of one 4.3 s window
+    (repeat_mode='crops': augment() then crops each differently; the authors' later code) or R random windows of
+    one decoded stretch of up to `span_seconds` (repeat_mode='windows'; their earlier code). train=False: the
+    centre clip, once. num_frames=1 gives single frames, for the image-MAE baseline."""
+
+    def __init__(self, items: Items, train=True, repeats=1, repeat_mode="crops", num_frames=CLIP_FRAMES,
+                 fps=SAMPLE_FPS, size=CANVAS, span_seconds=60.0):
+        if repeat_mode not in ("crops", "windows"):
+            raise ValueError(f"unknown repeat mode {repeat_mode!r}; choose 'crops' or 'windows'")
+        self.items, self.train, self.repeats, self.repeat_mode = items, train, repeats if train else 1, repeat_mode
+        self.num_frames, self.fps, self.size, self.span_seconds = num_frames, fps, size, span_seconds
+        self.skipped = set()                                             # unreadable files seen by this process
+
+    def __len__(self):
+        return len(self.items)
+
+    def load(self, path, rng) -> np.ndarray:
+        """(R, T, S, S, 3) uint8."""
+        T, R = self.num_frames, self.repeats
+        if not self.train:
+            return read_clip(path, T, self.fps, "center", size=self.size)[None]
+        info = video_info(path)
+        duration = info[0]
+        if self.repeat_mode == "crops":
+            clip = read_clip(path, T, self.fps, "random", rng, self.size, info)
+            return np.broadcast_to(clip, (R, *clip.shape))                # one decode, R views (copied at collate)
+        n = max(T, min(int(self.span_seconds * self.fps), math.floor(duration * self.fps) + 1))
+        start = rng.uniform(0.0, max(0.0, duration - (n - 1) / self.fps))
+        frames = read_frames(path, start + np.arange(n) / self.fps, self.size)          # (n, S, S, 3)
+        starts = rng.integers(0, n - T + 1, size=R)
+        return np.stack([frames[s:s + T] for s in starts])
+
+    def __getitem__(self, index):
+        path, label = str(self.items.paths[index]), int(self.items.labels[index])
+        # torch's generator is seeded per DataLoader worker, so numpy draws differ across workers
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ())))
+        try:
+            clips = self.load(path, rng)
+        except VideoError as e:
+            return skip(self.skipped, path, e)
+        return torch.from_numpy(np.ascontiguousarray(clips)), label
+
+
+class ImageClipDataset(Dataset):
+    """Images as static clips: each image (short side resized to S, centre square) repeated T times, as the paper
+    finetunes video models on ImageNet. num_frames=1 gives plain images for image models."""
+
+    def __init__(self, items: Items, num_frames=CLIP_FRAMES, size=CANVAS, repeats=1):
+        self.items, self.num_frames, self.size, self.repeats = items, num_frames, size, repeats
+        self.skipped = set()
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        path, label = str(self.items.paths[index]), int(self.items.labels[index])
+        try:
+            frame = torch.from_numpy(read_image(path, self.size))         # (S, S, 3)
+        except VideoError as e:
+            return skip(self.skipped, path, e)
+        return frame.expand(self.repeats, self.num_frames, *frame.shape), label
+
+
+def collate_clips(batch):
+    """Stack items to clips (B*R, T, S, S, 3) and labels (B*R,), dropping unreadable items (None).
+    Returns None when every item of the batch was unreadable."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    clips = torch.cat([c for c, _ in batch])
+    labels = torch.cat([torch.full((c.shape[0],), y, dtype=torch.long) for c, y in batch])
+    return clips, labels
+
+
+def make_loader(dataset, batch_size, shuffle=True, workers=4, sampler=None, drop_last=True, seed=0):
+    """A DataLoader that holds up at scale: worker processes decode, pinned memory for fast copies to the GPU,
+    workers kept alive across epochs, a few batches prefetched per worker."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
+                      drop_last=drop_last, persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None, generator=generator)
+
+# -----------------------------------------------------------------------------
+# augmentation, batched on the device
+
+
+def sample_crops(n, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), flip=True, generator=None, device=None, tries=10):
+    """Random resized crop boxes as fractions of a square canvas, torchvision's recipe, vectorised: area fraction
+    ~ U(scale), log aspect ~ U(log ratio); the first of `tries` candidates that fits, else the whole canvas; the
+    position uniform where it fits. Returns boxes (n, 4) = (centre x, centre y, width, height) and flips (n,)."""
+    u = torch.rand(n, tries, 4, generator=generator, device=device)
+    area = scale[0] + (scale[1] - scale[0]) * u[..., 0]
+    aspect = torch.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1])
+    w, h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)        # (n, tries)
+    fits = (w <= 1) & (h <= 1)
+    first = fits.float().argmax(dim=1, keepdim=True)                     # index of the first candidate that fits
+    pick = lambda x: x.gather(1, first).squeeze(1)
+    any_fit = fits.any(dim=1)
+    w = torch.where(any_fit, pick(w), torch.ones_like(pick(w)))
+    h = torch.where(any_fit, pick(h), torch.ones_like(pick(h)))
+    cx = w / 2 + (1 - w) * pick(u[..., 2])
+    cy = h / 2 + (1 - h) * pick(u[..., 3])
+    flips = torch.rand(n, generator=generator, device=device) < 0.5 if flip else torch.zeros(n, dtype=torch.bool,
+                                                                                              device=device)
+    return torch.stack([cx, cy, w, h], dim=1), flips
+
+
+def augment(clips, train, img_size=224, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), flip=True, mean=VIDEO_MEAN,
+            std=VIDEO_STD, eval_crop=0.875, generator=None):
+    """uint8 clips (N, T, S, S, 3) -> float (N, 3, T, img_size, img_size), on whatever device the clips are on.
+    Training: a random resized crop per clip (one box for all its frames) and a random flip (flip=False for SSV2,
+    whose labels say left and right). Evaluation: the centre eval_crop of the canvas (224 of 256). Crop, flip and
+    resize are one bilinear grid_sample over the whole batch."""
+    N, T, S, _, C = clips.shape
+    if train:
+        boxes, flips = sample_crops(N, scale, ratio, flip, generator, clips.device)
+    else:
+        boxes = torch.tensor([[0.5, 0.5, eval_crop, eval_crop]], device=clips.device).expand(N, 4)
+        flips = torch.zeros(N, dtype=torch.bool, device=clips.device)
+    cx, cy, w, h = boxes.unbind(1)
+    theta = torch.zeros(N, 2, 3, device=clips.device)                    # output [-1, 1]^2 -> canvas [-1, 1]^2
+    theta[:, 0, 0] = torch.where(flips, -w, w)                          # a negative x scale mirrors the crop
+    theta[:, 0, 2] = 2 * cx - 1
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = 2 * cy - 1
+    x = clips.permute(0, 1, 4, 2, 3).reshape(N * T, C, S, S).float()     # (N*T, 3, S, S)
+    grid = F.affine_grid(theta.repeat_interleave(T, dim=0), [N * T, C, img_size, img_size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)  # (N*T, 3, s, s)
+    mean = torch.tensor(mean, device=x.device).view(1, C, 1, 1) * 255
+    std = torch.tensor(std, device=x.device).view(1, C, 1, 1) * 255
+    x = (x - mean) / std
+    return x.view(N, T, C, img_size, img_size).transpose(1, 2).contiguous()  # (N, 3, T, s, s)

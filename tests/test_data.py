@@ -1,0 +1,248 @@
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from data import (ClipDataset, ImageClipDataset, augment, authors_split, collate_clips, folder_items,
+                  fraction_subset, headcam_items, image_items, kinetics_items, kshot_indices, make_loader,
+                  sample_crops, ssv2_items)
+from synthetic import read_indices, write_indexed_video
+from video import write_image
+
+KINETICS_CLASSES = ["abseiling", "acting in play", "zumba"]
+SSV2_TEMPLATES = ["Moving [something] up", "Pushing [something] from left to right", "Dropping [something]"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Small datasets in every layout the loaders read, with indexed frames so sampling can be checked."""
+    r = tmp_path_factory.mktemp("datasets")
+    for child, names in (("S", ["2013/S_20130101_a.mp4", "2013/S_20130102_b.mp4", "2014/S_20140101_c.mp4"]),
+                         ("A", ["A_1.mp4"]), ("Y", ["deep/nested/Y_1.mkv"])):
+        for name in names:
+            (r / "saycam" / child / name).parent.mkdir(parents=True, exist_ok=True)
+            write_indexed_video(r / "saycam" / child / name, 240, 30, size=48)        # 8 s at 30 fps
+    rows = ["label,youtube_id,time_start,time_end,split"]
+    for c in KINETICS_CLASSES:
+        (r / "kinetics" / "train" / c).mkdir(parents=True)
+        for i in range(3):
+            write_indexed_video(r / "kinetics" / "train" / c / f"yt{c[:2]}{i}_{i:06d}_{i + 10:06d}.mp4", 30, 25, size=48)
+            rows.append(f"{c},yt{c[:2]}{i},{i},{i + 10},train")
+    rows.append("zumba,gone_video,5,15,train")                                        # deleted from YouTube
+    (r / "kinetics" / "train.csv").write_text("\n".join(rows) + "\n")
+    (r / "ssv2").mkdir()
+    entries = {"train": [], "validation": []}
+    for i in range(12):
+        split = "train" if i < 9 else "validation"
+        template = SSV2_TEMPLATES[i % 3]
+        entries[split].append({"id": str(1000 + i), "label": template.replace("[something]", "a cup"),
+                               "template": template, "placeholders": ["a cup"]})
+        write_indexed_video(r / "ssv2" / f"{1000 + i}{'.webm' if i % 2 else '.mp4'}", 24, 12, size=48)
+    labels = {t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(SSV2_TEMPLATES)}
+    (r / "ssv2" / "something-something-v2-labels.json").write_text(json.dumps(labels))
+    for split, e in entries.items():
+        (r / "ssv2" / f"something-something-v2-{split}.json").write_text(json.dumps(e))
+    for split in ("train", "val"):
+        for c, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            (r / "imagenet" / split / c).mkdir(parents=True)
+            for i in range(4):
+                img = np.zeros((60, 80, 3), np.uint8)
+                img[:, 10:70] = colour
+                write_image(r / "imagenet" / split / c / f"{c}_{i}{'.png' if i % 2 else '.JPEG'}", img)
+    return r
+
+
+def test_headcam_children_and_say_is_the_union(root):
+    s = headcam_items(root / "saycam", "S")
+    assert [p.split("saycam/")[1] for p in s.paths] == ["S/2013/S_20130101_a.mp4", "S/2013/S_20130102_b.mp4",
+                                                         "S/2014/S_20140101_c.mp4"]          # sorted: chronological
+    assert s.paths.dtype.kind == "U" and (s.labels == -1).all()        # one numpy buffer, no per-path objects
+    say = headcam_items(root / "saycam", "SAY")
+    a, y = headcam_items(root / "saycam", "A"), headcam_items(root / "saycam", "Y")
+    assert sorted(say.paths) == sorted([*s.paths, *a.paths, *y.paths]) and len(say) == 5
+    with pytest.raises(ValueError, match="unknown child 'Q'"):
+        headcam_items(root / "saycam", "SQ")
+
+
+def test_missing_or_empty_folders_are_clear_errors(root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="headcam child S: no such folder"):
+        headcam_items(tmp_path, "S")
+    (tmp_path / "S").mkdir()
+    with pytest.raises(FileNotFoundError, match="no video files"):
+        headcam_items(tmp_path, "S")
+    with pytest.raises(FileNotFoundError, match="no files found"):
+        folder_items(tmp_path)
+    with pytest.raises(FileNotFoundError, match="Kinetics CSV: no such file"):
+        kinetics_items(root / "kinetics", "train", csv_path=tmp_path / "none.csv")
+    with pytest.raises(FileNotFoundError, match="SSV2: no such file"):
+        ssv2_items(tmp_path)
+
+
+def test_kinetics_folders_and_csv_give_the_same_labels(root):
+    folders = kinetics_items(root / "kinetics", "train")
+    assert folders.classes == sorted(KINETICS_CLASSES) and len(folders) == 9
+    assert [folders.classes[y] for y in folders.labels] == [p.split("/")[-2] for p in folders.paths]
+    with pytest.warns(UserWarning, match="1 of 10 train videos are not under"):
+        from_csv = kinetics_items(root / "kinetics", "train", csv_path=root / "kinetics" / "train.csv")
+    assert sorted(zip(from_csv.paths, from_csv.labels)) == sorted(zip(folders.paths, folders.labels))
+
+
+def test_ssv2_json_with_webm_and_mp4_labels_by_sorted_template(root):
+    train, val = ssv2_items(root / "ssv2", "train"), ssv2_items(root / "ssv2", "validation")
+    assert train.classes == sorted(SSV2_TEMPLATES) == val.classes
+    assert len(train) == 9 and len(val) == 3
+    assert {p.rsplit(".", 1)[1] for p in train.paths} == {"webm", "mp4"}
+    for path, label in zip(train.paths, train.labels):
+        i = int(path.rsplit("/", 1)[1].split(".")[0]) - 1000
+        assert train.classes[label] == SSV2_TEMPLATES[i % 3]
+    item, label = ClipDataset(val, train=False)[0]
+    assert item.shape == (1, 16, 256, 256, 3) and label == val.labels[0]
+
+
+def test_clip_dataset_repeats_crops_or_windows_and_evaluates_the_centre(root):
+    items = headcam_items(root / "saycam", "S")
+    torch.manual_seed(0)
+    clips, label = ClipDataset(items, train=True, repeats=4)[0]
+    assert clips.shape == (4, 16, 256, 256, 3) and clips.dtype == torch.uint8 and label == -1
+    assert all(torch.equal(clips[0], c) for c in clips)                 # one window; augment crops each its own way
+    idx = read_indices(clips[0].numpy())
+    assert np.all(np.diff(idx) == 8)                                    # 3.75 fps from 30 fps
+    clips, _ = ClipDataset(items, train=True, repeats=6, repeat_mode="windows")[1]
+    windows = [read_indices(c.numpy()) for c in clips]
+    assert all(np.all(np.diff(w) == 8) for w in windows)
+    assert len({w[0] for w in windows}) > 1                             # different windows of one decode
+    evaluation = ClipDataset(items, train=False, repeats=16)
+    first, _ = evaluation[2]
+    assert first.shape[0] == 1 and torch.equal(first, evaluation[2][0])  # deterministic centre clip
+    frames, _ = ClipDataset(items, train=True, repeats=3, num_frames=1)[0]   # the image-MAE's single frames
+    assert frames.shape == (3, 1, 256, 256, 3)
+
+
+def test_image_folders_become_static_clips(root):
+    items = image_items(root / "imagenet", "train")
+    assert items.classes == ["cat", "dog"] and list(items.labels) == [0] * 4 + [1] * 4
+    clip, label = ImageClipDataset(items)[5]
+    assert clip.shape == (1, 16, 256, 256, 3) and label == 1
+    assert all(torch.equal(clip[0, 0], f) for f in clip[0])            # the same image in every frame
+    assert np.abs(clip[0, 0, 128, 128].numpy().astype(int) - [0, 0, 255]).max() <= 3  # a blue dog (PNG or JPEG)
+    assert ImageClipDataset(items, num_frames=1)[0][0].shape == (1, 1, 256, 256, 3)
+
+
+def test_unreadable_files_are_skipped_with_one_warning_each_and_counted(tmp_path):
+    folder = tmp_path / "S"
+    folder.mkdir()
+    good = write_indexed_video(folder / "good.mp4", 60, 30, size=48)
+    write_indexed_video(folder / "short.mp4", 5, 3.75, size=48)        # 5 frames: padded, not skipped
+    data = good.read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (folder / "zero.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("this is not a video")
+    dataset = ClipDataset(headcam_items(tmp_path, "S"), train=True, repeats=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):                                              # two epochs: still one warning per file
+            batches = [b for b in make_loader(dataset, batch_size=5, shuffle=False, workers=0, drop_last=False)]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 3 and all(any(n in m for m in messages) for n in ("truncated", "zero", "notes"))
+    assert sorted(p.rsplit("/", 1)[1] for p in dataset.skipped) == ["notes.mp4", "truncated.mp4", "zero.mp4"]
+    clips, labels = batches[0]
+    assert clips.shape == (2 * 2, 16, 256, 256, 3) and labels.shape == (4,)   # good and short, 2 views each
+    assert collate_clips([None, None]) is None
+    (tmp_path / "img" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "img" / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n not really")
+    images = ImageClipDataset(image_items(tmp_path / "img"))
+    with pytest.warns(UserWarning, match="skipping unreadable file .*broken.png"):
+        assert images[0] is None
+
+
+def test_fraction_subsets_prefix_and_random():
+    from data import Items
+    items = Items(np.array([f"f{i:04d}.mp4" for i in range(2000)]), np.full(2000, -1), [])
+    assert len(fraction_subset(items, 0.1)) == 200 and len(fraction_subset(items, 0.01)) == 20
+    assert len(fraction_subset(items, 0.001)) == 2 and len(fraction_subset(items, 0.0001)) == 1
+    assert list(fraction_subset(items, 0.01).paths) == list(items.paths[:20])    # chronologically first
+    r1, r2 = fraction_subset(items, 0.05, "random", seed=1), fraction_subset(items, 0.05, "random", seed=1)
+    assert list(r1.paths) == list(r2.paths) and list(r1.paths) != list(items.paths[:100])
+    assert list(r1.paths) == sorted(r1.paths)
+    with pytest.raises(ValueError, match=r"data fraction must be in \(0, 1\]"):
+        fraction_subset(items, 0)
+
+
+def test_kshot_subsets_are_exact_nested_and_seeded():
+    labels = np.repeat(np.arange(7), 120)
+    np.random.default_rng(0).shuffle(labels)
+    ten, fifty = kshot_indices(labels, 10, seed=3), kshot_indices(labels, 50, seed=3)
+    assert (np.bincount(labels[ten]) == 10).all() and (np.bincount(labels[fifty]) == 50).all()
+    assert set(ten) <= set(fifty)                                       # the 10-shot set inside the 50-shot set
+    assert np.array_equal(ten, kshot_indices(labels, 10, seed=3))
+    assert not np.array_equal(ten, kshot_indices(labels, 10, seed=4))
+    selection = kshot_indices(labels, 50, seed=3, skip=50)              # k further examples, disjoint
+    assert not set(selection) & set(fifty) and (np.bincount(labels[selection]) == 50).all()
+    with pytest.raises(ValueError, match="class 0 has 120 examples; 150 are needed"):
+        kshot_indices(labels, 150)
+
+
+def test_authors_split_selects_their_files_with_their_class_order():
+    from data import ASSETS, Items
+    with open(f"{ASSETS}/kinetics700_fewshot_splits.json") as f:
+        spec = json.load(f)
+    chosen = {c: spec["splits"]["10shot"][c] for c in ("zumba", "abseiling")}
+    paths = [f"/k/train/{c}/{stem}.mp4" for c, stems in chosen.items() for stem in stems] + ["/k/train/zumba/x.mp4"]
+    items = Items(np.array(paths), np.zeros(len(paths), np.int64), ["abseiling", "zumba"])
+    with pytest.warns(UserWarning, match="6980 of 7000 split videos are missing"):
+        subset = authors_split(items, "kinetics", "10shot")
+    assert len(subset) == 20 and len(subset.classes) == 700
+    assert {subset.classes[y] for y in subset.labels} == {"zumba", "abseiling"}
+    assert subset.labels.max() == 699 and subset.classes.index("abseiling") == 0
+    with pytest.raises(ValueError, match="unknown split"):
+        authors_split(items, "ssv2", "25shot")
+
+
+def test_random_resized_crops_stay_in_range_spread_over_it_and_flip_half_the_time():
+    boxes, flips = sample_crops(20000, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), generator=torch.Generator().manual_seed(0))
+    cx, cy, w, h = boxes.unbind(1)
+    area, aspect = w * h, w / h
+    assert area.min() >= 0.5 - 1e-6 and area.max() <= 1 + 1e-6
+    assert aspect.min() >= 3 / 4 - 1e-6 and aspect.max() <= 4 / 3 + 1e-6
+    assert area.quantile(0.05) < 0.55 and area.quantile(0.95) > 0.85   # spread (big non-square crops rarely fit)
+    assert aspect.quantile(0.05) < 0.8 and aspect.quantile(0.95) > 1.25
+    assert ((cx - w / 2) >= -1e-6).all() and ((cx + w / 2) <= 1 + 1e-6).all()   # inside the canvas
+    assert ((cy - h / 2) >= -1e-6).all() and ((cy + h / 2) <= 1 + 1e-6).all()
+    assert abs(flips.float().mean() - 0.5) < 0.02
+    small, _ = sample_crops(20000, scale=(0.08, 1.0), generator=torch.Generator().manual_seed(1))
+    assert (small[:, 2] * small[:, 3]).min() < 0.1                      # finetuning's (0.08, 1)
+    _, none = sample_crops(100, flip=False)
+    assert not none.any()
+
+
+def test_augment_shapes_one_box_per_clip_flips_and_a_deterministic_centre():
+    N, T, S = 6, 4, 64
+    canvas = torch.zeros(N, T, S, S, 3, dtype=torch.uint8)
+    canvas[:, :, :, : S // 2] = 255                                     # left half white, right half black
+    out = augment(canvas, train=True, img_size=32, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (N, 3, T, 32, 32) and out.dtype == torch.float32
+    assert all(torch.equal(out[:, :, 0], out[:, :, t]) for t in range(T))   # the same box in every frame
+    flipped = augment(canvas, train=True, img_size=32, scale=(1, 1), ratio=(1, 1),
+                      generator=torch.Generator().manual_seed(0))
+    left_white = flipped[:, 0, 0, :, :8].mean((1, 2)) > flipped[:, 0, 0, :, -8:].mean((1, 2))
+    _, flips = sample_crops(N, (1, 1), (1, 1), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(~left_white, flips)                              # a flip mirrors the clip
+    never = augment(canvas, train=True, img_size=32, scale=(1, 1), ratio=(1, 1), flip=False)
+    assert (never[:, 0, 0, :, :8].mean((1, 2)) > never[:, 0, 0, :, -8:].mean((1, 2))).all()   # SSV2: no flips
+    a, b = augment(canvas, train=False, img_size=32), augment(canvas, train=False, img_size=32)
+    assert torch.equal(a, b)
+    white = (1.0 - 0.45) / 0.225
+    assert math.isclose(a[0, 0, 0, 16, 2].item(), white, rel_tol=1e-4)
+    assert math.isclose(a[0, 0, 0, 16, 29].item(), -0.45 / 0.225, rel_tol=1e-4)
+
+
+def test_loader_with_worker_processes_batches_repeated_views(root):
+    dataset = ClipDataset(headcam_items(root / "saycam", "SAY"), train=True, repeats=3)
+    loader = make_loader(dataset, batch_size=2, workers=2, seed=0)
+    clips, labels = next(iter(loader))
+    assert clips.shape == (6, 16, 256, 256, 3) and labels.tolist() == [-1] * 6
+    x = augment(clips, train=True)
+    assert x.shape == (6, 3, 16, 224, 224)
