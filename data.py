@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, find_videos, read_clip, read_frames, read_image,
-                   video_info)
+from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, clip_times, find_videos, read_clip, read_frames,
+                   read_image)
 
 VIDEO_MEAN, VIDEO_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)     # the paper's; also the MAE's pixel target
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -236,15 +236,15 @@ class ClipDataset(Dataset):
         T, R = self.num_frames, self.repeats
         if not self.train:
             return read_clip(path, T, self.fps, "center", size=self.size)[None]
-        info = video_info(path)
-        duration = info[0]
         if self.repeat_mode == "crops":
-            clip = read_clip(path, T, self.fps, "random", rng, self.size, info)
+            clip = read_clip(path, T, self.fps, "random", rng, self.size)
             return np.broadcast_to(clip, (R, *clip.shape))                # one decode, R views (copied at collate)
-        n = max(T, min(int(self.span_seconds * self.fps), math.floor(duration * self.fps) + 1))
-        start = rng.uniform(0.0, max(0.0, duration - (n - 1) / self.fps))
-        frames = read_frames(path, start + np.arange(n) / self.fps, self.size)          # (n, S, S, 3)
-        starts = rng.integers(0, n - T + 1, size=R)
+        def stretch(duration, source_fps):                                 # up to span_seconds of frames at fps
+            n = max(T, min(int(self.span_seconds * self.fps), math.floor(duration * self.fps) + 1))
+            return clip_times(duration, source_fps, n, self.fps, "random", rng)
+
+        frames = read_frames(path, stretch, self.size)                     # (n, S, S, 3), one decode
+        starts = rng.integers(0, len(frames) - T + 1, size=R)
         return np.stack([frames[s:s + T] for s in starts])
 
     def __getitem__(self, index):
