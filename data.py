@@ -99,6 +99,22 @@ def image_items(root, split="train") -> Items:
     return folder_items(os.path.join(root, split), IMAGE_EXTENSIONS)
 
 
+def listed_items(listing, classes, source) -> Items:
+    """Items from an index file's entries, each (candidate paths, class name): the first candidate that exists is
+    taken; entries with no file are skipped with one warning (real datasets lose videos: YouTube deletions,
+    partial downloads)."""
+    index = {c: i for i, c in enumerate(classes)}
+    paths, labels = [], []
+    for candidates, name in listing:
+        found = next((c for c in candidates if os.path.isfile(c)), None)
+        if found:
+            paths.append(found)
+            labels.append(index[name])
+    if len(paths) < len(listing):
+        warnings.warn(f"{source}: {len(listing) - len(paths)} of {len(listing)} listed videos are missing; skipped")
+    return make_items(paths, labels, classes, source)
+
+
 def kinetics_items(root, split="train", csv_path=None) -> Items:
     """Kinetics: root/<split>/<class>/<youtube_id>_<start:06d>_<end:06d>.mp4, listed from the class folders, or
     from the official CSV (label,youtube_id,time_start,time_end,split); CSV rows whose file is absent are skipped
@@ -109,20 +125,9 @@ def kinetics_items(root, split="train", csv_path=None) -> Items:
         raise FileNotFoundError(f"Kinetics CSV: no such file {csv_path}")
     with open(csv_path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("split", split) == split]
-    classes = sorted({r["label"] for r in rows})
-    index = {c: i for i, c in enumerate(classes)}
-    paths, labels, missing = [], [], 0
-    for r in rows:
-        name = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}.mp4"
-        path = os.path.join(root, split, r["label"], name)
-        if os.path.isfile(path):
-            paths.append(path)
-            labels.append(index[r["label"]])
-        else:
-            missing += 1
-    if missing:
-        warnings.warn(f"{csv_path}: {missing} of {len(rows)} {split} videos are not under {root}; skipped")
-    return make_items(paths, labels, classes, f"Kinetics {split} from {csv_path}")
+    name = lambda r: f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}.mp4"
+    listing = [([os.path.join(root, split, r["label"], name(r))], r["label"]) for r in rows]
+    return listed_items(listing, sorted({r["label"] for r in rows}), f"Kinetics {split} from {csv_path}")
 
 
 def ssv2_items(root, split="train") -> Items:
@@ -138,19 +143,9 @@ def ssv2_items(root, split="train") -> Items:
     if split not in entries:
         raise ValueError(f"SSV2 split must be 'train' or 'validation', got {split!r}")
     classes = sorted({e["template"] for s in entries for e in entries[s]})
-    index = {c: i for i, c in enumerate(classes)}
-    paths, labels, missing = [], [], 0
-    for e in entries[split]:
-        candidates = [os.path.join(root, d, f"{e['id']}{ext}") for d in ("", "videos") for ext in (".webm", ".mp4")]
-        found = next((c for c in candidates if os.path.isfile(c)), None)
-        if found:
-            paths.append(found)
-            labels.append(index[e["template"]])
-        else:
-            missing += 1
-    if missing:
-        warnings.warn(f"SSV2 {split}: {missing} of {len(entries[split])} videos not found under {root}; skipped")
-    return make_items(paths, labels, classes, f"SSV2 {split} under {root}")
+    listing = [([os.path.join(root, d, f"{e['id']}{ext}") for d in ("", "videos") for ext in (".webm", ".mp4")],
+                e["template"]) for e in entries[split]]
+    return listed_items(listing, classes, f"SSV2 {split} under {root}")
 
 # -----------------------------------------------------------------------------
 # subsets

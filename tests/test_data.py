@@ -85,7 +85,7 @@ def test_kinetics_folders_and_csv_give_the_same_labels(root):
     folders = kinetics_items(root / "kinetics", "train")
     assert folders.classes == sorted(KINETICS_CLASSES) and len(folders) == 9
     assert [folders.classes[y] for y in folders.labels] == [p.split("/")[-2] for p in folders.paths]
-    with pytest.warns(UserWarning, match="1 of 10 train videos are not under"):
+    with pytest.warns(UserWarning, match="1 of 10 listed videos are missing"):
         from_csv = kinetics_items(root / "kinetics", "train", csv_path=root / "kinetics" / "train.csv")
     assert sorted(zip(from_csv.paths, from_csv.labels)) == sorted(zip(folders.paths, folders.labels))
 
