@@ -56,6 +56,11 @@ def start_of(stream) -> float:
     return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
+def frame_rate(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else 30.0
+
+
 def decode_nearest(container, stream, times):
     """The decoded frames nearest to each of the sorted `times` (seconds from the stream's start). Seeks once,
     then decodes forward; times past the last frame get the last frame (a short video repeats its end)."""
@@ -64,6 +69,7 @@ def decode_nearest(container, stream, times):
     container.seek(int((origin + seek_to) / stream.time_base), stream=stream, backward=True, any_frame=False)
     chosen, previous, k = [], None, 0
     for frame in container.decode(stream):
+        # a frame without a timestamp (rare, broken files) counts as simultaneous with the one before it
         t = frame.time - origin if frame.time is not None else (previous[1] if previous else 0.0)
         while k < len(times) and t >= times[k]:                          # frame passed target k: pick the nearer
             nearer = previous if previous and times[k] - previous[1] < t - times[k] else (frame, t)
@@ -104,21 +110,6 @@ def open_video(path, threads: int = 1):
     return container, stream
 
 
-def clip_start(duration: float, span: float, start, rng=None) -> float:
-    """Where a clip of `span` seconds starts: 'random' (training), 'center' (evaluation) or a number."""
-    room = max(0.0, duration - span)
-    if start == "random":
-        return float((rng or np.random.default_rng()).uniform(0.0, room))
-    if start == "center":
-        return room / 2
-    return float(start)
-
-
-def frame_rate(stream) -> float:
-    rate = stream.average_rate or stream.guessed_rate
-    return float(rate) if rate else 30.0
-
-
 def read_frames(path, times, size=CANVAS, threads: int = 1) -> np.ndarray:
     """The frames nearest to sorted times (seconds) as uint8 (len(times), size, size, 3). `times` may also be a
     function (duration, source_fps) -> times, called once the file is open: one open per clip."""
@@ -140,6 +131,16 @@ def video_info(path) -> tuple:
     container, stream = open_video(path)
     with container:
         return duration_of(container, stream), frame_rate(stream)
+
+
+def clip_start(duration: float, span: float, start, rng=None) -> float:
+    """Where a clip of `span` seconds starts: 'random' (training), 'center' (evaluation) or a number."""
+    room = max(0.0, duration - span)
+    if start == "random":
+        return float((rng or np.random.default_rng()).uniform(0.0, room))
+    if start == "center":
+        return room / 2
+    return float(start)
 
 
 def clip_times(duration, source_fps, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center", rng=None):
