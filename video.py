@@ -167,7 +167,8 @@ def read_image(path, size=CANVAS) -> np.ndarray:
 
 def open_writer(path, fps, width, height, gop=None, crf=18, fmt=None):
     """An output container and stream; the codec follows the extension (.webm: VP9, otherwise H.264)."""
-    container = av.open(str(path), "w", format=fmt)
+    # bitexact: no random IDs or dates in the container, so the same frames always give the same bytes
+    container = av.open(str(path), "w", format=fmt, options={"fflags": "+bitexact"})
     webm = str(path).endswith(".webm") or fmt == "webm"
     stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=Fraction(fps).limit_denominator(1000))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -197,7 +198,7 @@ def write_video(path, frames: np.ndarray, fps, gop=None, crf=18) -> None:
 def write_image(path, image: np.ndarray) -> None:
     """Write uint8 (H, W, 3) as an image; the format follows the extension (.png lossless, .jpg)."""
     png = str(path).lower().endswith(".png")
-    with av.open(str(path), "w", format="image2") as container:
+    with av.open(str(path), "w", format="image2", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("png" if png else "mjpeg")
         stream.width, stream.height = image.shape[1], image.shape[0]
         stream.pix_fmt = "rgb24" if png else "yuvj444p"

@@ -8,3 +8,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Two cores in CI: keep each test process on them without oversubscription.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def toy_world(tmp_path_factory):
+    """One small toy world per test session, shared by every test that needs files in the real formats."""
+    from toyworld import generate
+    out = tmp_path_factory.mktemp("toyworld")
+    summary = generate(str(out), seed=0, scale=0.02, workers=2)
+    return out, summary

@@ -1,0 +1,138 @@
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data import (ClipDataset, augment, fraction_subset, headcam_items, kinetics_items, ssv2_items)
+from model import VideoClassifier, make_config
+from toyworld import (ACTION_PAIRS, KINETICS_CLASSES, action_classes, action_clips, generate, kinetics_clips,
+                      render_action)
+from video import video_info
+
+
+def digest(folder):
+    """Every file's bytes, by relative path."""
+    out = {}
+    for d, _, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(d, f)
+            if f != "world.json":                                   # it records the generation time
+                out[os.path.relpath(path, folder)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return out
+
+
+def test_every_part_loads_through_the_real_loaders(toy_world):
+    out, summary = toy_world
+    sizes = summary["sizes"]
+    for child in "SAY":
+        items = headcam_items(out / "saycam", child)
+        assert len(items) == sizes["saycam"][child]
+        assert list(items.paths) == sorted(items.paths)            # dated names: sorted = chronological
+    assert len(headcam_items(out / "saycam", "SAY")) == sum(sizes["saycam"].values())
+    train, val = ssv2_items(out / "ssv2", "train"), ssv2_items(out / "ssv2", "validation")
+    assert train.classes == action_classes() and len(train.classes) == 14
+    assert np.bincount(train.labels, minlength=14).min() >= 1 and len(val) == sizes["ssv2"]["validation"]
+    kinetics = kinetics_items(out / "kinetics", "train")
+    assert kinetics.classes == sorted(KINETICS_CLASSES) and len(kinetics) == sizes["kinetics"]["train"]
+    clip, label = ClipDataset(val, train=False, size=64)[0]
+    assert clip.shape == (1, 16, 64, 64, 3) and label == val.labels[0]
+    assert video_info(val.paths[0]) == pytest.approx((16 / 3.75, 3.75), abs=0.05)
+    for sheet in ("saycam", "ssv2", "kinetics"):
+        assert (out / f"{sheet}_contact_sheet.png").stat().st_size > 1000
+
+
+def test_the_smallest_scaling_subset_of_s_still_holds_several_clips(toy_world):
+    out, _ = toy_world
+    s = headcam_items(out / "saycam", "S")
+    tiny = fraction_subset(s, 0.001)
+    duration, _ = video_info(tiny.paths[0])
+    assert len(tiny) == 1 and duration / (16 / 3.75) >= 3      # at least 3 disjoint 4.3 s clips
+
+
+def test_same_seed_is_byte_identical_and_another_seed_differs(tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        generate(str(tmp_path / name), seed=seed, scale=0.004, workers=2)
+    a, b, c = (digest(tmp_path / n) for n in "abc")
+    assert a == b and len(a) > 40
+    common = set(a) & set(c)                                       # (another seed gives other class folders)
+    assert len(common) > 20 and sum(a[k] != c[k] for k in common) > 0.9 * len(common)
+
+
+@pytest.mark.parametrize("pair", range(len(ACTION_PAIRS)))
+def test_mirror_classes_are_exact_time_reversals(pair):
+    forwards, backwards = ACTION_PAIRS[pair]
+    a = render_action(forwards, 3, torch.Generator().manual_seed(pair))
+    b = render_action(backwards, 3, torch.Generator().manual_seed(pair))
+    assert torch.equal(b, a.flip(1))                                # the same frames, in reverse order
+    assert (a[:, 0] - a[:, -1]).abs().mean() > 0.01                 # and something does move
+
+
+def test_objects_are_at_least_one_patch_across_and_moves_are_large():
+    # on a black background the object's extent can be measured from the frames themselves
+    import toyworld
+    g = torch.Generator().manual_seed(0)
+    saved = toyworld.backgrounds
+    toyworld.backgrounds = lambda n, H, W, g, dim=0.0: torch.zeros(n, H, W, 3)
+    try:
+        clips = render_action("Moving [something] from left to right", 20, g)
+    finally:
+        toyworld.backgrounds = saved
+    drawn = clips.sum(-1) > 0.05                                    # (n, T, H, W)
+    width = drawn.any(2).sum(-1).float()                            # columns touched, per frame
+    assert width.median() >= 16                                     # a patch of the toy preset is 16 pixels
+    cols = torch.arange(64).float()
+    centre = (drawn.any(2) * cols).sum(-1) / drawn.any(2).sum(-1).clamp(min=1)
+    assert (centre[:, -1] - centre[:, 0]).median() >= 20            # crosses a good part of the 64-pixel frame
+
+
+def train_classifier(frames, labels, val_frames, val_labels, steps, single_frames=False, seed=0):
+    """The project's classifier at the toy preset, from scratch; single_frames: an image model on one frame."""
+    torch.manual_seed(seed)
+    u8 = lambda f: (f.clamp(0, 1) * 255).round().to(torch.uint8)
+    frames, val_frames = u8(frames), u8(val_frames)
+    cfg = dict(frames=1, t_patch=1) if single_frames else {}
+    model = VideoClassifier(make_config("toy", num_classes=int(labels.max()) + 1, **cfg))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.05)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(frames), (32,), generator=g)
+        x = frames[idx]
+        if single_frames:                                           # a random frame of each clip
+            x = x[torch.arange(32), torch.randint(x.shape[1], (32,), generator=g)][:, None]
+        x = augment(x, train=True, img_size=64, flip=False, scale=(0.6, 1.0), generator=g)
+        loss = F.cross_entropy(model(x), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        if single_frames:                                           # average the logits over the frames
+            x = augment(val_frames.flatten(0, 1)[:, None], train=False, img_size=64, eval_crop=1.0)
+            logits = torch.cat([model(c) for c in x.split(256)]).view(len(val_frames), -1, model.head.out_features).mean(1)
+        else:
+            x = augment(val_frames, train=False, img_size=64, eval_crop=1.0)
+            logits = torch.cat([model(c) for c in x.split(128)])
+    return logits
+
+
+def within_pair_accuracy(logits, labels, classes):
+    """For each mirror pair, how often the right one of its two classes scores higher, on that pair's clips."""
+    accuracies = []
+    for forwards, backwards in ACTION_PAIRS:
+        i, j = classes.index(forwards), classes.index(backwards)
+        rows = (labels == i) | (labels == j)
+        pick = torch.where(logits[rows, i] > logits[rows, j], i, j)
+        accuracies.append((pick == labels[rows]).float().mean().item())
+    return float(np.mean(accuracies))
+
+
+@pytest.mark.slow
+def test_kinetics_like_classes_are_told_apart_by_single_frames():
+    frames, labels = kinetics_clips(800, torch.Generator().manual_seed(1), frames=16)
+    val_frames, val_labels = kinetics_clips(160, torch.Generator().manual_seed(2), frames=16)
+    logits = train_classifier(frames, labels, val_frames, val_labels, steps=150, single_frames=True)
+    accuracy = (logits.argmax(1) == val_labels).float().mean().item()
+    assert accuracy > 0.6, accuracy                                 # chance is 1/8
