@@ -75,7 +75,7 @@ def draw_objects(canvas, x, y, size, angle, shape, colour, tex, alpha=None):
     if alpha is not None:
         cover = cover * alpha[..., None, None]
     shade = per_object(texture, TEXTURES, tex, u, v)[..., None] * colour.view(N, 1, 1, 1, 3)
-    marker = torch.sigmoid(-(torch.sqrt((u - 0.55) ** 2 + v ** 2) - 0.2) * 12)[..., None] * (cover[..., None] > 0.5)
+    marker = torch.sigmoid(-(torch.sqrt((u - 0.5) ** 2 + v ** 2) - 0.32) * 12)[..., None] * (cover[..., None] > 0.5)
     shade = shade * (1 - marker) + marker * (1 - colour.view(N, 1, 1, 1, 3).mean(-1, keepdim=True).round())
     canvas.mul_(1 - cover[..., None]).add_(cover[..., None] * shade.clamp(0, 1))
 

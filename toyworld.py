@@ -80,9 +80,11 @@ def action_pair_clips(pair, n, g, H=64, W=64):
     elif pair == 3:                                                      # approaching: grows 2-3x
         x, y = mx.expand(n, T), my.expand(n, T)
         size = uniform(g, n, 10, 12)[:, None] * torch.exp(uniform(g, n, math.log(2) / 2, math.log(3) / 2)[:, None] * tau)
-    elif pair == 4:                                                      # dropping: falls, accelerating
+    elif pair == 4:                                                      # dropping: falls, accelerating, bounces
         fall = uniform(g, n, 28, 36)[:, None]
-        x, y = mx.expand(n, T), (H - r - 2 - fall) + fall * ((tau + 1) / 2) ** 2
+        s = (tau + 1) / 2 * 1.35                                         # lands at s = 1, 3/4 of the way through
+        hop = 0.25 * fall * (1 - ((s - 1.175) / 0.175) ** 2).clamp(min=0)   # then one small bounce
+        x, y = mx.expand(n, T), (H - r - 2 - fall) + fall * s.clamp(max=1) ** 2 - hop
     elif pair == 5:                                                      # covering: a cloth slides over it
         x, y = mx.expand(n, T), my.expand(n, T)
     else:                                                                # pushed along a table, then falls off
@@ -99,7 +101,8 @@ def action_pair_clips(pair, n, g, H=64, W=64):
         canvas.mul_(1 - band).add_(band * torch.tensor([0.45, 0.3, 0.15]))
     draw_objects(canvas, x, y, size, angle, shape, colour, tex)
     if pair == 5:
-        cloth_x = mx + side * 1.1 * W * (1 - (tau + 1) / 2)                 # off-screen -> centred on the object
+        arrive = ((tau + 1) / 1.4).clamp(max=1)                          # arrives 70% of the way through, stays
+        cloth_x = mx + side * 1.1 * W * (1 - arrive)                     # off-screen -> centred on the object
         half = r + 4
         cols = torch.arange(W, dtype=torch.float32).view(1, 1, 1, W)
         cloth = ((cols - cloth_x[..., None, None]).abs() < half[..., None, None]).float()   # (n, T, 1, W)
@@ -167,6 +170,13 @@ def scene_backgrounds(scene: torch.Tensor, H, W, g):
     return (options[scene, torch.arange(n)] + tint).clamp(0, 1)
 
 
+def reflect(p, low, high):
+    """Positions p folded into [low, high], as if bouncing off both ends."""
+    period = 2 * (high - low)
+    q = (p - low) % period
+    return low + torch.minimum(q, period - q)
+
+
 def kinetics_clips(n, g, frames=20, H=64, W=64):
     """n labelled clips (n, frames, H, W, 3) and (n,) indices into sorted(KINETICS_CLASSES)."""
     classes = sorted(KINETICS_CLASSES)
@@ -180,7 +190,7 @@ def kinetics_clips(n, g, frames=20, H=64, W=64):
         _, colour, tex = appearance(n, g)
         x0, y0 = uniform(g, n, 12, W - 12)[:, None], uniform(g, n, 12, H - 12)[:, None]
         vx, vy = uniform(g, n, -1.5, 1.5)[:, None], uniform(g, n, -1.5, 1.5)[:, None]
-        x, y = 8 + (x0 + vx * t - 8) % (W - 16), 8 + (y0 + vy * t - 8) % (H - 16)   # drift, wrapping around
+        x, y = reflect(x0 + vx * t, 8, W - 8), reflect(y0 + vy * t, 8, H - 8)      # drift, bouncing off the edges
         size = uniform(g, n, 8, 12)[:, None].expand(n, frames)
         angle = uniform(g, n, 0, 6.3)[:, None] + uniform(g, n, -0.3, 0.3)[:, None] * t
         draw_objects(canvas, x, y, size, angle, shape, colour, tex, alpha=(k < count).float()[:, None].expand(n, frames))
@@ -226,7 +236,7 @@ def headcam_streams(n, frames, g, child="S", H=64, W=64):
     # the camera: a slow pan with occasional jerks, and a little zoom
     cam_x, cam_y, cam_v = uniform(g, n, 60, ROOM_W - 60), uniform(g, n, 64, 84), torch.zeros(n)
     hand_timer, hand_obj, hand_side = torch.zeros(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
-    track = {k: [] for k in ("x", "y", "angle", "cam_x", "cam_y", "zoom", "hand")}
+    track = {k: [] for k in ("x", "y", "angle", "cam_x", "cam_y", "zoom", "hand", "hand_obj", "hand_side")}
     for f in range(frames):
         # throws: now and then an object is picked up and tossed back into the room
         thrown = torch.rand(n, OBJECTS, generator=g) < 0.02
@@ -257,7 +267,8 @@ def headcam_streams(n, frames, g, child="S", H=64, W=64):
         cam_x = (cam_x + cam_v + jerk * uniform(g, n, -60, 60)).clamp(40, ROOM_W - 40)
         cam_y = (cam_y + 0.5 * torch.randn(n, generator=g)).clamp(56, 92)
         for k, v in (("x", x), ("y", y), ("angle", angle), ("cam_x", cam_x), ("cam_y", cam_y),
-                     ("zoom", 0.9 + 0.1 * torch.sin(torch.full((n,), f / 20.0))), ("hand", (hand_timer > 0).float())):
+                     ("zoom", 0.9 + 0.1 * torch.sin(torch.full((n,), f / 20.0))), ("hand", (hand_timer > 0).float()),
+                     ("hand_obj", hand_obj), ("hand_side", hand_side)):
             track[k].append(v.clone())
     track = {k: torch.stack(v, dim=1) for k, v in track.items()}           # (n, frames[, OBJECTS])
     zoom = track["zoom"]
@@ -276,9 +287,9 @@ def headcam_streams(n, frames, g, child="S", H=64, W=64):
         vx_, vy_ = to_view(track["x"][..., k], track["y"][..., k])
         idx = torch.arange(n) * OBJECTS + k
         draw_objects(canvas, vx_, vy_, r[:, k, None] * zoom, track["angle"][..., k], shape[idx], colour[idx], tex[idx])
-    # the hand, a skin-coloured blob beside the object it pushes
-    pushed = hand_obj  # the last target is close enough for drawing the few frames it shows
-    hx, hy = to_view(track["x"][torch.arange(n), :, pushed] + 14 * hand_side[:, None], track["y"][torch.arange(n), :, pushed])
+    # the hand, a skin-coloured blob beside the object it is pushing in that frame
+    target = lambda v: v.gather(2, track["hand_obj"][..., None]).squeeze(2)          # (n, frames)
+    hx, hy = to_view(target(track["x"]) + 14 * track["hand_side"], target(track["y"]))
     draw_objects(canvas, hx, hy, 9 * zoom, torch.zeros(n, frames), torch.zeros(n, dtype=torch.long),
                  torch.tensor([[0.93, 0.72, 0.58]]).expand(n, 3), torch.zeros(n, dtype=torch.long), alpha=track["hand"])
     # foreground furniture: a table leg and a chair that objects pass behind

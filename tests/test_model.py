@@ -9,7 +9,8 @@ from model import (MaskedAutoencoder, VideoClassifier, VisionTransformer, checkp
                    load_model, make_config, param_groups, training_flops)
 
 # A few-thousand-parameter MAE for fast CPU tests: 4 frames of 32x32, 2x8x8 tubes -> a (2, 4, 4) grid of 32 tokens.
-SMALL = dict(width=32, depth=2, heads=2, img_size=32, frames=4, decoder_width=32, decoder_depth=1, decoder_heads=2)
+SMALL = dict(width=32, depth=2, heads=2, patch=8, img_size=32, frames=4, decoder_width=32, decoder_depth=1,
+             decoder_heads=2)
 
 
 def small_cfg(**kw):
