@@ -1,6 +1,7 @@
 import os
 import sys
 
+import pytest
 import torch
 
 # The tests import the project's flat modules (mask.py, model.py, ...) from the repository root.
@@ -8,9 +9,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Two cores in CI: keep each test process on them without oversubscription.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-
-import pytest
 
 
 @pytest.fixture(scope="session")
