@@ -219,7 +219,8 @@ class ClipDataset(Dataset):
                  fps=SAMPLE_FPS, size=CANVAS, span_seconds=60.0):
         if repeat_mode not in ("crops", "windows"):
             raise ValueError(f"unknown repeat mode {repeat_mode!r}; choose 'crops' or 'windows'")
-        self.items, self.train, self.repeats, self.repeat_mode = items, train, repeats if train else 1, repeat_mode
+        self.items, self.train, self.repeat_mode = items, train, repeat_mode
+        self.repeats = repeats if train else 1                           # evaluation: one view
         self.num_frames, self.fps, self.size, self.span_seconds = num_frames, fps, size, span_seconds
         self.skipped = set()                                             # unreadable files seen by this process
 

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from toyshapes import COLOURS, SHAPES, appearance, backgrounds, draw_objects, to_uint8, uniform
-from video import read_frames, write_image, write_video
+from video import find_videos, read_frames, write_image, write_video
 
 FPS = 3.75                  # files are written at the clip rate directly (loaders read the rate from the file)
 T = 16                      # frames per action clip
@@ -369,6 +369,11 @@ def contact_sheet(paths, frames_per_row, path):
     write_image(path, np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0))
 
 
+def run_job(fn_and_job):
+    fn, job = fn_and_job
+    return fn(job)
+
+
 def generate(out, seed=0, scale=1.0, workers=2):
     """Write the whole toy world under `out`. Returns a summary (also written to out/world.json)."""
     start = time.time()
@@ -396,25 +401,19 @@ def generate(out, seed=0, scale=1.0, workers=2):
     labels = {t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(action_classes())}
     with open(os.path.join(out, "ssv2", "something-something-v2-labels.json"), "w") as f:
         json.dump(labels, f, indent=1)
-    first_of = lambda items, classes: [items.paths[list(items.labels).index(c)] for c in range(len(classes))]
-    from data import headcam_items, kinetics_items, ssv2_items          # to read the world back as users will
-    heads = [headcam_items(os.path.join(out, "saycam"), c).paths[:2] for c in "SAY"]
-    contact_sheet([p for pair in heads for p in pair], 16, os.path.join(out, "saycam_contact_sheet.png"))
-    ssv2 = ssv2_items(os.path.join(out, "ssv2"), "train")
-    contact_sheet(first_of(ssv2, ssv2.classes), 8, os.path.join(out, "ssv2_contact_sheet.png"))
-    kinetics = kinetics_items(os.path.join(out, "kinetics"), "train")
-    contact_sheet(first_of(kinetics, kinetics.classes), 10, os.path.join(out, "kinetics_contact_sheet.png"))
+    heads = [p for c in "SAY" for p in find_videos(os.path.join(out, "saycam", c))[:2]]
+    contact_sheet(heads, 16, os.path.join(out, "saycam_contact_sheet.png"))
+    first_clip = {e["template"]: e["id"] for e in reversed(entries["train"])}        # the first clip of each class
+    contact_sheet([os.path.join(out, "ssv2", f"{first_clip[c]}.webm") for c in action_classes()], 8,
+                  os.path.join(out, "ssv2_contact_sheet.png"))
+    contact_sheet([find_videos(os.path.join(out, "kinetics", "train", c))[0] for c in sorted(KINETICS_CLASSES)], 10,
+                  os.path.join(out, "kinetics_contact_sheet.png"))
     disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     summary = {"seed": seed, "scale": scale, "sizes": sizes, "seconds": round(time.time() - start, 1),
                "megabytes": round(disk / 1e6, 1)}
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
-
-
-def run_job(fn_and_job):
-    fn, job = fn_and_job
-    return fn(job)
 
 
 if __name__ == "__main__":
@@ -424,5 +423,7 @@ if __name__ == "__main__":
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of files of every part")
     parser.add_argument("--workers", type=int, default=2, help="processes drawing and encoding")
     args = parser.parse_args()
+    if args.scale <= 0 or args.workers < 1:
+        parser.error(f"--scale must be > 0 and --workers >= 1 (got {args.scale} and {args.workers})")
     summary = generate(args.out, args.seed, args.scale, args.workers)
     print(f"wrote the toy world to {args.out}: {summary['megabytes']} MB in {summary['seconds']} s")

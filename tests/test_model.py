@@ -58,12 +58,17 @@ def test_toy_preset_trains_a_step_in_well_under_a_second():
     assert torch.isfinite(loss) and elapsed < 0.5
 
 
-def test_encoder_never_sees_a_masked_token():
+def small_mae_video_and_mask(batch, ratio, mask_seed):
+    """A fresh small MAE in eval mode, a random clip batch and a seeded random mask."""
     torch.manual_seed(0)
     cfg = small_cfg()
-    model = MaskedAutoencoder(cfg).eval()
-    video = torch.randn(2, 3, cfg.frames, cfg.img_size, cfg.img_size)
-    m = random_mask(2, cfg.grid, 0.75, generator=torch.Generator().manual_seed(0))
+    video = torch.randn(batch, 3, cfg.frames, cfg.img_size, cfg.img_size)
+    m = random_mask(batch, cfg.grid, ratio, generator=torch.Generator().manual_seed(mask_seed))
+    return cfg, MaskedAutoencoder(cfg).eval(), video, m
+
+
+def test_encoder_never_sees_a_masked_token():
+    cfg, model, video, m = small_mae_video_and_mask(2, 0.75, mask_seed=0)
     tokens = patchify(video, cfg.t_patch, cfg.patch)
     hidden = m.mask.bool().unsqueeze(-1)
     changed = unpatchify(torch.where(hidden, torch.randn_like(tokens) * 5, tokens), cfg.t_patch, cfg.patch,
@@ -79,11 +84,7 @@ def test_encoder_never_sees_a_masked_token():
 
 
 def test_loss_is_the_mean_per_token_mse_over_hidden_tokens_only():
-    torch.manual_seed(0)
-    cfg = small_cfg()
-    model = MaskedAutoencoder(cfg).eval()
-    video = torch.randn(3, 3, cfg.frames, cfg.img_size, cfg.img_size)
-    m = random_mask(3, cfg.grid, 0.6, generator=torch.Generator().manual_seed(1))
+    cfg, model, video, m = small_mae_video_and_mask(3, 0.6, mask_seed=1)
     with torch.no_grad():
         loss, pred, mask = model(video, ids_keep=m.ids_keep, ids_restore=m.ids_restore)
     assert torch.equal(mask, m.mask)
