@@ -9,6 +9,8 @@ loaders read unchanged, in which the paper's questions are real ones:
   DIR/ssv2/                        an SSV2-like action set: 14 classes defined by motion alone, in 7 mirror pairs
                                    that are exact time reversals (one frame cannot tell a pair apart)
   DIR/kinetics/<split>/<class>/    a Kinetics-like set: classes a single frame can tell (scene and objects)
+  DIR/imagenet/, DIR/ood/          part 2 (toyimages.py): 16 object classes, each a shape with a typical texture, in
+                                   the ImageNet layout, and OOD versions in model-vs-human's layout
   DIR/*_contact_sheet.png          the world at a glance
 Everything is drawn with vectorised torch from one seed: the same seed writes byte-identical files.
 
@@ -18,7 +20,6 @@ shapes, textures and objects, is toyshapes.py).
 
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -29,12 +30,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from toyshapes import COLOURS, SHAPES, appearance, backgrounds, draw_objects, to_uint8, uniform
+from toyimages import image_jobs
+from toyshapes import COLOURS, SHAPES, appearance, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
 from video import find_videos, read_frames, write_image, write_video
 
 FPS = 3.75                  # files are written at the clip rate directly (loaders read the rate from the file)
 T = 16                      # frames per action clip
 CHUNK = 64                  # clips drawn at once: bounds memory (the shapes' distance fields are per pixel)
+MOVERS = range(8)           # the shapes of the action and Kinetics-like sets (child S sees all of SHAPES)
 
 # -----------------------------------------------------------------------------
 # the SSV2-like action set: classes defined by motion alone
@@ -59,11 +62,11 @@ def action_pair_clips(pair, n, g, H=64, W=64):
     tau = torch.linspace(-1, 1, T).view(1, T)                            # centred time: the middle frame is 0
     canvas = backgrounds(n, H, W, g)[:, None].repeat(1, T, 1, 1, 1)
     has_distractor = torch.rand(n, generator=g) < 0.5                   # a still object somewhere, half the time
-    d_shape, d_colour, d_tex = appearance(n, g)
+    d_shape, d_colour, d_tex = appearance(n, g, MOVERS)
     draw_objects(canvas, uniform(g, n, 8, W - 8)[:, None].expand(n, T), uniform(g, n, 8, H - 8)[:, None].expand(n, T),
                  uniform(g, n, 6, 9)[:, None].expand(n, T), uniform(g, n, 0, 6.3)[:, None].expand(n, T),
                  d_shape, d_colour, d_tex, alpha=has_distractor.float()[:, None].expand(n, T))
-    shape, colour, tex = appearance(n, g)
+    shape, colour, tex = appearance(n, g, MOVERS)
     r = uniform(g, n, 9, 13)[:, None]                                   # radius: 18-26 px across, >= one patch
     angle = uniform(g, n, 0, 2 * math.pi)[:, None].expand(n, T)
     amp = uniform(g, n, 14, 20)[:, None]                                # a move crosses 28-40 of 64 pixels
@@ -315,11 +318,6 @@ def headcam_streams(n, frames, g, child="S", H=64, W=64):
 # writing the world in the real datasets' formats
 
 
-def chunk_seed(seed, *keys) -> int:
-    """A seed for one chunk of one part: the world does not depend on how many workers drew it."""
-    return int.from_bytes(hashlib.sha256(repr((seed, *keys)).encode()).digest()[:8], "little")
-
-
 def write_headcam_chunk(job):
     out, child, chunk, first, count, frames, seed = job
     torch.set_num_threads(1)
@@ -389,6 +387,8 @@ def generate(out, seed=0, scale=1.0, workers=2):
              for split, total in sizes["ssv2"].items() for k, first, count in chunks(total)]
     jobs += [(write_kinetics_chunk, (out, split, k, first, count, seed))
              for split, total in sizes["kinetics"].items() for k, first, count in chunks(total)]
+    part2, sizes["images"] = image_jobs(out, seed, n)
+    jobs += part2
     entries = {"train": [], "validation": []}
     with Pool(workers) as pool:
         results = pool.imap(run_job, jobs)
