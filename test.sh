@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.txt; then
+if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.txt; then   # (as quickstart.sh)
     echo "== creating .venv and installing requirements.txt (a few minutes the first time)"
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install --quiet -r requirements.txt

@@ -18,3 +18,16 @@ def toy_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("toyworld")
     summary = generate(str(out), seed=0, scale=0.02, workers=2)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_mae(toy_world, tmp_path_factory):
+    """One tiny ST-MAE per test session, pretrained by pretrain.py on the first 80% of the toy child S's videos
+    (the rest are held out). Returns its run folder."""
+    import pretrain
+    out = tmp_path_factory.mktemp("tiny_mae")
+    pretrain.main(pretrain.parse_args([
+        "--setting", "toy", "--data_root", str(toy_world[0]), "--data_frac", "0.8", "--steps", "240",
+        "--warmup_steps", "20", "--workers", "0", "--out", str(out), "--log_every", "20", "--save_every", "120",
+        "--figure_every", "240"]))
+    return out

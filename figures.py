@@ -1,0 +1,57 @@
+"""
+Figures the scripts draw: rows of clip frames (the paper's Figure 1: original / masked / reconstruction) and
+curves from a run's log. matplotlib only, written straight to PNG files (no display needed).
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def to_pixels(video, mean, std) -> np.ndarray:
+    """Normalised (3, T, H, W) -> displayable (T, H, W, 3) floats in [0, 1]."""
+    mean = torch.tensor(mean, dtype=video.dtype, device=video.device).view(3, 1, 1, 1)
+    std = torch.tensor(std, dtype=video.dtype, device=video.device).view(3, 1, 1, 1)
+    return (video * std + mean).clamp(0, 1).permute(1, 2, 3, 0).float().cpu().numpy()
+
+
+def clip_rows(rows, path, title=None, frames=None):
+    """rows: (label, (T, H, W, 3) floats in [0, 1]) drawn top to bottom, frames left to right (every frame, or the
+    indices in `frames`). A masked row may mark hidden pixels with NaN: they are drawn grey."""
+    T = len(rows[0][1])
+    frames = list(range(T)) if frames is None else list(frames)
+    fig, axes = plt.subplots(len(rows), len(frames), figsize=(len(frames) * 0.85, len(rows) * 0.95), squeeze=False)
+    for r, (label, clip) in enumerate(rows):
+        for c, t in enumerate(frames):
+            image = np.where(np.isnan(clip[t]), 0.5, clip[t])
+            axes[r][c].imshow(image, interpolation="nearest")
+            axes[r][c].set_xticks([]), axes[r][c].set_yticks([])
+            if r == 0:
+                axes[r][c].set_title(f"t={t}", fontsize=6)
+        axes[r][0].set_ylabel(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves(records, keys, path, xlabel="step", log_y=True):
+    """Plot record[key] against record[xlabel] for each key present in the records (a run's JSON-lines log)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for key in keys:
+        points = [(r[xlabel], r[key]) for r in records if key in r and xlabel in r]
+        if points:
+            x, y = zip(*points)
+            ax.plot(x, y, label=key, lw=1)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

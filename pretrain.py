@@ -1,0 +1,332 @@
+"""
+Pretraining a spatiotemporal masked autoencoder (ST-MAE), the paper's self-supervised stage.
+
+    torchrun --nproc_per_node=4 pretrain.py --data S --data_root /data/saycam          # the paper (4 GPUs)
+    python pretrain.py --setting toy --out runs/toy_S                                   # the toy world on a CPU
+
+Each step: every process takes its videos (1 per GPU by default), decodes one 16-frame clip of each at 3.75 fps and
+makes R = 16 randomly cropped views of it (repeated augmentation: one decode feeds 16 training clips), hides 90% of
+each view's tube tokens at random, and learns to predict the hidden pixels. The defaults are the paper's (ViT-H/14,
+16x224x224, AdamW (0.9, 0.95), wd 0.05, constant lr 1e-4, grad clip 0.1); --setting picks other bundles of
+defaults: hvm1 (448x448, mask 0.95), image (the image-MAE baseline: single frames, mask 0.8), toy (the toy world on
+a CPU), combinable as --setting toy,image. Explicit flags override a setting.
+
+Outputs in --out: checkpoint.pt (the latest, written atomically; --resume continues from it exactly), log.jsonl,
+loss.png and reconstruction.png (original / masked / reconstruction, as the paper's Figure 1).
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from data import (CHILDREN, ClipDataset, Items, augment, fraction_subset, headcam_items, kinetics_items,
+                  make_items, make_loader, sample_crops)
+from figures import clip_rows, curves, to_pixels
+from mask import make_mask, patchify, unpatchify
+from model import MaskedAutoencoder, checkpoint_config, make_config, param_groups, training_flops
+from training import (Processes, RunLog, StepSampler, fail, generator, learning_rate, load_checkpoint, rng_states,
+                      save_checkpoint, set_lr, unwrap)
+from video import find_videos
+
+# Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
+SETTINGS = {
+    "paper": {},
+    "hvm1": dict(img_size=448, mask_ratio=0.95),                  # HVM-1@448: 8 x 32 x 32 = 8192 tokens
+    "image": dict(frames=1, t_patch=1, mask_ratio=0.8),           # the image-MAE baseline on single frames
+    # the toy world on a 2-core CPU: 64x64 frames, the toy preset (128 tokens), 8 videos x 4 views per step
+    "toy": dict(data="toy", data_root="toyworld", preset="toy", img_size=64, canvas=64, batch_videos=8,
+                repeats=4, lr=1e-3, schedule="cosine", warmup_steps=100, steps=1800, clip_grad=1.0, workers=1,
+                log_every=25, figure_every=500, save_every=250),
+}
+
+
+def parse_args(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--setting", default="paper")
+    setting = early.parse_known_args(argv)[0].setting
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--setting", default="paper", help=f"bundles of defaults, comma-separated: {', '.join(SETTINGS)}")
+    # data
+    p.add_argument("--data", default="S", help="S, A, Y, SAY (headcam children), kinetics, kinetics-200h, toy, a "
+                   "folder of videos, or several of these comma-separated (a mixture)")
+    p.add_argument("--data_root", default=None, help="the data's folder, or name=folder pairs per source, e.g. "
+                   "S=/data/saycam,kinetics=/data/k700 (headcam: the folder holding S/, A/, Y/)")
+    p.add_argument("--data_frac", type=float, default=1.0, help="use this fraction of the videos (scaling runs)")
+    p.add_argument("--frac_mode", default="prefix", choices=("prefix", "random"),
+                   help="prefix: the chronologically first videos (the authors'); random: a seeded choice")
+    p.add_argument("--canvas", type=int, default=256, help="decode frames to this square canvas (short side)")
+    p.add_argument("--repeats", type=int, default=16, help="augmented views per decoded video")
+    p.add_argument("--repeat_mode", default="crops", choices=("crops", "windows"),
+                   help="crops: R crops of one 4.3 s window; windows: R random windows of one decoded minute")
+    p.add_argument("--workers", type=int, default=8, help="data loading processes per GPU")
+    # model
+    p.add_argument("--preset", default="huge_patch14")
+    p.add_argument("--img_size", type=int, default=224)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--t_patch", type=int, default=2)
+    p.add_argument("--mask_ratio", type=float, default=0.9)
+    p.add_argument("--mask_type", default="random", choices=("random", "tube", "center", "future"))
+    # optimisation
+    p.add_argument("--batch_videos", type=int, default=1, help="videos per process per step (x repeats clips)")
+    p.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches per step")
+    p.add_argument("--lr", type=float, default=1e-4, help="absolute learning rate (not scaled by batch size)")
+    p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
+    p.add_argument("--warmup_steps", type=int, default=0)
+    p.add_argument("--min_lr", type=float, default=0.0, help="the cosine schedule's final lr")
+    p.add_argument("--weight_decay", type=float, default=0.05)
+    p.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95))
+    p.add_argument("--clip_grad", type=float, default=0.1)
+    p.add_argument("--crop_scale", type=float, nargs=2, default=(0.5, 1.0))
+    p.add_argument("--epochs", type=float, default=250, help="passes over the videos (S: ~250 in the paper)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (overrides --epochs)")
+    p.add_argument("--max_minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+                   help="auto: bf16 autocast on GPUs, fp32 on CPUs")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    # outputs
+    p.add_argument("--out", default=None, help="run folder (default runs/<data>_<preset>)")
+    p.add_argument("--resume", default=None, help="a checkpoint to continue, or 'auto' for <out>/checkpoint.pt if any")
+    p.add_argument("--init", default=None, help="start from these MAE weights (a fresh optimizer and step 0)")
+    p.add_argument("--log_every", type=int, default=50)
+    p.add_argument("--save_every", type=int, default=1000)
+    p.add_argument("--figure_every", type=int, default=5000)
+    for name in setting.split(","):
+        if name not in SETTINGS:
+            p.error(f"--setting {name!r}: choose from {', '.join(SETTINGS)}")
+        p.set_defaults(**SETTINGS[name])
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join("runs", f"{args.data.replace(',', '+').replace(os.sep, '_')}_{args.preset}")
+    for flag in ("repeats", "batch_videos", "accum", "log_every", "save_every", "figure_every"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    return args
+
+# -----------------------------------------------------------------------------
+# which videos
+
+
+def source_roots(data, data_root):
+    """{source: root}: one root for every source, or name=root pairs."""
+    sources = [s.strip() for s in data.split(",") if s.strip()]
+    if data_root and "=" in data_root:
+        roots = dict(pair.split("=", 1) for pair in data_root.split(","))
+        missing = [s for s in sources if s not in roots and not os.path.isdir(s)]
+        if missing:
+            raise ValueError(f"--data_root names no folder for {', '.join(missing)} (give name=folder pairs)")
+        return {s: roots.get(s) for s in sources}
+    return {s: data_root for s in sources}
+
+
+def source_items(source, root, seed) -> Items:
+    """The videos of one source."""
+    if source == "toy":                                            # the toy world's child S
+        root = root or "toyworld"
+        if not os.path.isdir(os.path.join(root, "saycam")):
+            raise FileNotFoundError(f"no toy world at {root}: make one with `python toyworld.py --out {root}`")
+        return headcam_items(os.path.join(root, "saycam"), "S")
+    if all(c in CHILDREN for c in source.replace("+", "")) and source:
+        if root is None:
+            raise ValueError(f"--data {source} needs --data_root, the folder holding the children's folders S/, A/, Y/")
+        return headcam_items(root, source.replace("+", ""))
+    if source in ("kinetics", "kinetics-200h"):
+        if root is None:
+            raise ValueError(f"--data {source} needs --data_root, the Kinetics folder holding train/<class>/")
+        items = kinetics_items(root, "train")
+        if source == "kinetics-200h":                              # 128 clips per class, as the authors' 200 hours
+            rng = np.random.default_rng(seed)
+            keep = [i for c in np.unique(items.labels) for i in
+                    rng.permutation(np.flatnonzero(items.labels == c))[:128]]
+            items = items.select(np.sort(keep))
+        return items
+    folder = source if os.path.isdir(source) or not root else os.path.join(root, source)
+    if os.path.isdir(folder):                                      # any folder of videos (or one under --data_root)
+        paths = find_videos(folder)
+        return make_items(paths, [-1] * len(paths), [], f"the folder {folder}")
+    raise ValueError(f"--data {source!r} is not S, A, Y, SAY, kinetics, kinetics-200h, toy or an existing folder")
+
+
+def pretraining_items(args) -> Items:
+    parts = [source_items(s, root, args.seed) for s, root in source_roots(args.data, args.data_root).items()]
+    items = make_items(np.concatenate([p.paths for p in parts]), np.full(sum(map(len, parts)), -1), [], args.data)
+    return fraction_subset(items, args.data_frac, args.frac_mode, args.seed) if args.data_frac < 1 else items
+
+# -----------------------------------------------------------------------------
+# pictures
+
+
+@torch.no_grad()
+def reconstruction_figure(model, video, ids_keep, ids_restore, path, title):
+    """Original / masked / reconstruction rows for one normalised clip (1, 3, T, H, W) and its mask."""
+    cfg = model.cfg
+    _, pred, mask = model(video, ids_keep=ids_keep, ids_restore=ids_restore)
+    size = video.shape[2:]
+    target = patchify(video, cfg.t_patch, cfg.patch)                       # (1, L, token_dim)
+    hidden = mask[..., None].bool()
+    masked = unpatchify(target.masked_fill(hidden, float("nan")), cfg.t_patch, cfg.patch, size)
+    pasted = unpatchify(torch.where(hidden, pred.float(), target), cfg.t_patch, cfg.patch, size)
+    from data import VIDEO_MEAN, VIDEO_STD
+    rows = [("original", video[0]), ("masked", masked[0]), ("reconstruction", pasted[0])]
+    clip_rows([(label, to_pixels(x.float(), VIDEO_MEAN, VIDEO_STD)) for label, x in rows], path, title)
+
+
+def figure_clip(items, args, cfg, device):
+    """A fixed clip for the figures: the centre clip of the first video, with a fixed mask."""
+    clip, _ = ClipDataset(items.select([0]), train=False, num_frames=args.frames, size=args.canvas)[0]
+    video = augment(clip.to(device), train=False, img_size=args.img_size, eval_crop=1.0)
+    mask = make_mask(args.mask_type, 1, cfg.grid, args.mask_ratio, device, generator(device, args.seed, "figure"))
+    return video, mask.ids_keep, mask.ids_restore
+
+# -----------------------------------------------------------------------------
+# the run
+
+
+def main(args):
+    procs = Processes(args.device)
+    device = procs.device
+    try:
+        items = pretraining_items(args)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    cfg = make_config(args.preset, img_size=args.img_size, frames=args.frames, t_patch=args.t_patch)
+    torch.manual_seed(args.seed)                                            # the same initial weights on every rank
+    model = MaskedAutoencoder(cfg).to(device)
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+                if precision != "fp32" else nullcontext())
+    scaler = torch.amp.GradScaler(enabled=precision == "fp16")
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=tuple(args.betas),
+                                  fused=device.type == "cuda")
+    global_videos = args.batch_videos * procs.world * args.accum            # videos per optimisation step
+    total_steps = args.steps or max(1, math.ceil(args.epochs * len(items) / global_videos))
+
+    start_step, resume = 0, args.resume
+    if resume == "auto":
+        resume = os.path.join(args.out, "checkpoint.pt") if os.path.exists(os.path.join(args.out, "checkpoint.pt")) else None
+    try:
+        if resume:
+            state = load_checkpoint(resume, device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start_step = state["step"]
+            if state.get("global_videos") != global_videos:
+                procs.print(f"note: {resume} was trained with {state.get('global_videos')} videos per step, this run "
+                            f"takes {global_videos}: the data order will differ from the original run's")
+        elif args.init:
+            model.load_state_dict(load_checkpoint(args.init, device)["model"])
+    except FileNotFoundError as e:
+        fail(str(e))
+    if args.compile:
+        model = torch.compile(model)
+    if procs.world > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    dataset = ClipDataset(items, train=True, repeats=args.repeats, repeat_mode=args.repeat_mode,
+                          num_frames=args.frames, size=args.canvas)
+    sampler = StepSampler(len(items), args.batch_videos, procs.rank, procs.world, args.seed, start_step * args.accum)
+    batches = iter(make_loader(dataset, args.batch_videos, shuffle=False, workers=args.workers, sampler=sampler))
+    log = RunLog(os.path.join(args.out, "log.jsonl"), procs.main, start_step if resume else None)
+    if procs.main:
+        os.makedirs(args.out, exist_ok=True)
+        figure = figure_clip(items, args, cfg, device)
+        procs.print(f"pretraining {args.preset} ({sum(p.numel() for p in unwrap(model).parameters()) / 1e6:.1f}M "
+                    f"parameters) on {len(items)} videos of {args.data}, {procs.world} process(es) on {device}, "
+                    f"{global_videos * args.repeats} clips per step, steps {start_step}..{total_steps}, out: {args.out}")
+
+    def save(step):
+        save_checkpoint(os.path.join(args.out, "checkpoint.pt"), {
+            "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "step": step, "data_position": step * global_videos, "global_videos": global_videos,
+            "rng": rng_states(), "args": vars(args),
+            "config": checkpoint_config(unwrap(model), preset=args.preset, mask_ratio=args.mask_ratio, data=args.data)})
+
+    def draw(step):
+        reconstruction_figure(unwrap(model).eval(), *figure, os.path.join(args.out, "reconstruction.png"),
+                              f"{args.data}, step {step}, {args.mask_ratio:.0%} of tokens hidden")
+        unwrap(model).train()
+        curves(log.records(), ["loss"], os.path.join(args.out, "loss.png"))
+
+    model.train()
+    began, last_time, last_step = time.time(), time.time(), start_step
+    running = torch.zeros(2, device=device)                                 # loss sum, count since the last log
+    bar = tqdm(total=total_steps, initial=start_step, disable=not procs.main, desc="pretrain", dynamic_ncols=True)
+    step = start_step
+    while step < total_steps:
+        set_lr(optimizer, learning_rate(step, args.lr, args.schedule, args.warmup_steps, total_steps, args.min_lr))
+        for micro in range(args.accum):
+            batch = next(batches)
+            while batch is None:                                            # every video of it unreadable
+                batch = next(batches)
+            clips = batch[0].to(device, non_blocking=True)                  # (B*R, T, S, S, 3) uint8
+            # crops and masks are drawn for the global batch and sliced, so N processes = 1 process on N batches
+            n, keys = clips.shape[0], (args.seed, step, micro)
+            crops = sample_crops(n * procs.world, tuple(args.crop_scale), flip=True, generator=generator(device, *keys, "crop"), device=device)
+            mine = slice(procs.rank * n, (procs.rank + 1) * n)
+            video = augment(clips, train=True, img_size=args.img_size, crops=(crops[0][mine], crops[1][mine]))
+            mask = make_mask(args.mask_type, n * procs.world, cfg.grid, args.mask_ratio, device, generator(device, *keys, "mask"))
+            sync = model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext()
+            with sync, autocast:
+                loss, _, _ = model(video, ids_keep=mask.ids_keep[mine], ids_restore=mask.ids_restore[mine])
+            with sync:
+                scaler.scale(loss / args.accum).backward()
+            running += torch.stack([loss.detach().float(), torch.ones((), device=device)])
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+
+        out_of_time = args.max_minutes is not None and time.time() - began > 60 * args.max_minutes
+        stopping = step == total_steps or procs.all_agree(out_of_time) if args.max_minutes else step == total_steps
+        if step % args.log_every == 0 or step % args.save_every == 0 or stopping or device.type == "cpu":
+            # the only host syncs: the loss is checked before anything is written
+            if procs.world > 1:
+                torch.distributed.all_reduce(running)
+            mean_loss = (running[0] / running[1]).item()
+            if not math.isfinite(mean_loss):
+                bar.close()
+                fail(f"the loss is {mean_loss} at step {step} (lr {optimizer.param_groups[0]['lr']:.2e}); stopping "
+                     f"without saving; the last good checkpoint is {os.path.join(args.out, 'checkpoint.pt')}")
+            if step % args.log_every == 0 or stopping:
+                running.zero_()
+                now = time.time()
+                clips_per_s = (step - last_step) * global_videos * args.repeats / (now - last_time)
+                last_time, last_step = now, step
+                log.write(step=step, loss=round(mean_loss, 5), lr=optimizer.param_groups[0]["lr"],
+                          grad_norm=round(float(grad_norm), 4), clips_per_s=round(clips_per_s, 1),
+                          epoch=round(sampler.epoch_at(step * args.accum), 3))
+                bar.set_postfix(loss=f"{mean_loss:.4f}", clips_s=f"{clips_per_s:.0f}")
+        if procs.main and (step % args.save_every == 0 or stopping):
+            save(step)
+        if procs.main and (step % args.figure_every == 0 or stopping):
+            draw(step)
+        if stopping:
+            break
+    bar.close()
+    if procs.main:
+        flops = training_flops(cfg, args.mask_ratio)
+        procs.print(f"done: step {step}, {time.time() - began:.0f} s ({flops / 1e9:.1f} GFLOP per clip)\n"
+                    f"  checkpoint      {os.path.join(args.out, 'checkpoint.pt')}\n"
+                    f"  reconstruction  {os.path.join(args.out, 'reconstruction.png')}\n"
+                    f"  loss curve      {os.path.join(args.out, 'loss.png')}\n"
+                    f"  log             {os.path.join(args.out, 'log.jsonl')}")
+    procs.close()
+
+
+if __name__ == "__main__":
+    main(parse_args())

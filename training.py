@@ -1,0 +1,197 @@
+"""
+Training plumbing shared by pretrain.py and finetune.py: processes (DDP), the order of the data, the learning-rate
+schedule, checkpoints that survive a crash, and the run's log. It knows neither data formats nor model internals.
+
+Reproducibility is built on one idea: every random choice is keyed by *what it is for*, never drawn from a stream
+that carries state from step to step. The clip of a video, its crops and its mask at optimisation step s are
+functions of (seed, s, the sample's position in the global batch). So a run resumed at step k sees exactly the data
+an uninterrupted run sees, and 2 processes with 8 samples each see what 1 process with 16 sees.
+"""
+
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+# -----------------------------------------------------------------------------
+# processes
+
+
+class Processes:
+    """This process's place in the run: rank, world size, device. Under torchrun (WORLD_SIZE > 1) it joins the
+    process group: NCCL on GPUs, gloo on CPUs; torchrun's own rendezvous handles several nodes."""
+
+    def __init__(self, device="auto"):
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = int(os.environ.get("RANK", 0))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+        if use_cuda:
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        if self.world > 1:
+            dist.init_process_group("nccl" if use_cuda else "gloo", device_id=self.device if use_cuda else None)
+
+    @property
+    def main(self) -> bool:                       # rank 0 logs, draws and writes checkpoints
+        return self.rank == 0
+
+    def print(self, *args):
+        if self.main:
+            print(*args, flush=True)
+
+    def all_agree(self, flag: bool) -> bool:
+        """True on every rank only if flag is True on every rank (for stopping together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor(float(flag), device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+    def close(self):
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+def fail(message):
+    """One clear line and a non-zero exit: for bad flags, missing data, missing checkpoints."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+# -----------------------------------------------------------------------------
+# keyed randomness and the order of the data
+
+
+def seed_of(*keys) -> int:
+    """A 63-bit seed from any keys (numbers, strings): a stable hash, the same in every process and on every run."""
+    return int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:8], "little") >> 1
+
+
+def generator(device, *keys) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed_of(*keys))
+
+
+class StepSampler(Sampler):
+    """The data stream of a run, cut into global batches. Epoch e is a permutation of the items seeded by
+    (seed, e); the epochs follow each other without a gap, and global batch s is positions [s*B, (s+1)*B) of that
+    stream (B = batch per process x processes). This process takes its own contiguous slice of each global batch,
+    so no item is seen twice in an epoch across processes. Yields (item index, item seed): the dataset keys its
+    random choices (which clip of a video) by the item seed. Starts at `start_step`: resuming costs no decoding."""
+
+    def __init__(self, num_items, batch_per_process, rank=0, world=1, seed=0, start_step=0):
+        self.n, self.batch, self.rank, self.world = num_items, batch_per_process, rank, world
+        self.seed, self.start_step = seed, start_step
+
+    def order(self, epoch):
+        return np.random.default_rng(seed_of(self.seed, "epoch", epoch)).permutation(self.n)
+
+    def __iter__(self):
+        global_batch = self.batch * self.world
+        position = self.start_step * global_batch + self.rank * self.batch      # in the endless stream
+        epoch, order = None, None
+        while True:
+            for p in range(position, position + self.batch):
+                if p // self.n != epoch:
+                    epoch = p // self.n
+                    order = self.order(epoch)
+                yield int(order[p % self.n]), seed_of(self.seed, "item", p)
+            position += global_batch
+
+    def epoch_at(self, step) -> float:
+        return step * self.batch * self.world / self.n
+
+# -----------------------------------------------------------------------------
+# the learning rate
+
+
+def learning_rate(step, base_lr, schedule="constant", warmup_steps=0, total_steps=None, min_lr=0.0):
+    """The paper's constant lr, or the authors' later linear warmup then half-cosine decay to min_lr."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown lr schedule {schedule!r}; choose 'constant' or 'cosine'")
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+
+def rng_states():
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path, state):
+    """Write atomically: to a temporary file beside `path`, flushed to disk, then renamed over it. A crash
+    mid-write leaves the previous checkpoint whole."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def unwrap(model):
+    """The model inside DDP and torch.compile wrappers (what checkpoints hold)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+# -----------------------------------------------------------------------------
+# the log
+
+
+class RunLog:
+    """JSON lines in out/log.jsonl, written by the main process; resuming appends, dropping lines past the resumed
+    step (they were written after the checkpoint the run resumes from)."""
+
+    def __init__(self, path, main=True, resume_step=None):
+        self.path, self.main = path, main
+        if main and resume_step is not None and os.path.exists(path):
+            kept = [line for line in open(path) if json.loads(line).get("step", 0) <= resume_step]
+            with open(path, "w") as f:
+                f.writelines(kept)
+        elif main and resume_step is None and os.path.exists(path):
+            os.remove(path)
+
+    def write(self, **record):
+        if self.main:
+            record["time"] = round(time.time(), 2)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def records(self):
+        return [json.loads(line) for line in open(self.path)] if os.path.exists(self.path) else []
