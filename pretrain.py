@@ -27,7 +27,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from data import (CHILDREN, ClipDataset, Items, augment, fraction_subset, headcam_items, kinetics_items,
+from data import (CHILDREN, VIDEO_MEAN, VIDEO_STD, ClipDataset, Items, augment, fraction_subset, headcam_items, kinetics_items,
                   make_items, make_loader, sample_crops)
 from figures import clip_rows, curves, to_pixels
 from mask import make_mask, patchify, unpatchify
@@ -177,7 +177,6 @@ def reconstruction_figure(model, video, ids_keep, ids_restore, path, title):
     hidden = mask[..., None].bool()
     masked = unpatchify(target.masked_fill(hidden, float("nan")), cfg.t_patch, cfg.patch, size)
     pasted = unpatchify(torch.where(hidden, pred.float(), target), cfg.t_patch, cfg.patch, size)
-    from data import VIDEO_MEAN, VIDEO_STD
     rows = [("original", video[0]), ("masked", masked[0]), ("reconstruction", pasted[0])]
     clip_rows([(label, to_pixels(x.float(), VIDEO_MEAN, VIDEO_STD)) for label, x in rows], path, title)
 

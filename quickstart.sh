@@ -1,17 +1,11 @@
 #!/usr/bin/env bash
 # The Quickstart's main job on a fresh machine with only python3: `bash quickstart.sh`.
-# Sets up .venv (as test.sh does), writes the toy world to ./toyworld if it is not there, then pretrains a small
+# Sets up .venv (setup.sh), writes the toy world to ./toyworld if it is not there, then pretrains a small
 # ST-MAE on the toy child S on the CPU (about 9 minutes on 2 cores) into runs/toy_S. Each part is timed.
 set -euo pipefail
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
 SECONDS=0
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.txt; then
-    echo "== creating .venv and installing requirements.txt"
-    "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install --quiet -r requirements.txt
-    cp requirements.txt .venv/.requirements.txt
-fi
+bash setup.sh
 echo "== environment ready in ${SECONDS} s"
 SECONDS=0
 if [ ! -f toyworld/world.json ]; then

@@ -21,7 +21,6 @@ is edge-sized, and our edges are about a pixel wide, as a photo's are at 224 pix
 import math
 import os
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -9,7 +9,6 @@ from these pieces (and the object images of part 2 will use the same ones).
 """
 
 import hashlib
-import math
 
 import numpy as np
 import torch

@@ -11,7 +11,6 @@ from model import VideoClassifier, make_config
 from toyimages import (CLASSES, PARAMETRIC, blur, contrast, grey, ood_versions, render, sample_objects,
                        typical_texture)
 from toyshapes import TEXTURES
-from video import read_image
 
 IMAGE_STEPS = 2000      # about 3 minutes on 2 cores (the README gives a longer run)
 LEARNABLE = 0.75        # clean validation accuracy it must reach (we measured 0.84; chance is 1/16)
