@@ -210,6 +210,7 @@ CHILDREN = {"S": dict(shapes=None, colours=None, dark=0.0, blur=0.0),
 ROOM_H, ROOM_W = 128, 256         # the room panorama, in pixels; the camera sees a window of it
 OBJECTS = 6                       # objects in the room at once
 FLOOR = 0.6 * ROOM_H              # where the wall meets the floor
+CAM_DRIFT, CAM_JERK = 0.4, 0.01   # the camera: random acceleration (room px per frame), chance of a jerk per frame
 
 
 def room_textures(n, g):
@@ -265,8 +266,8 @@ def headcam_streams(n, frames, g, child="S", H=64, W=64):
         bounce = (x < r) | (x > ROOM_W - r)
         vx, x = torch.where(bounce, -vx, vx), x.clamp(r, ROOM_W - r)
         # the camera drifts, and sometimes jerks to look elsewhere
-        cam_v = 0.9 * cam_v + 1.2 * torch.randn(n, generator=g)
-        jerk = torch.rand(n, generator=g) < 0.03
+        cam_v = 0.9 * cam_v + CAM_DRIFT * torch.randn(n, generator=g)
+        jerk = torch.rand(n, generator=g) < CAM_JERK
         cam_x = (cam_x + cam_v + jerk * uniform(g, n, -60, 60)).clamp(40, ROOM_W - 40)
         cam_y = (cam_y + 0.5 * torch.randn(n, generator=g)).clamp(56, 92)
         for k, v in (("x", x), ("y", y), ("angle", angle), ("cam_x", cam_x), ("cam_y", cam_y),
