@@ -45,6 +45,7 @@ class ViTConfig:
     drop_path: float = 0.0      # stochastic depth at the last block (0.1 when finetuning)
     dropout: float = 0.0        # before the classifier head (0.3 when finetuning)
     num_classes: int = 0        # 0 for the MAE
+    pos_init: str = "normal"    # position embeddings start as N(0, 0.02) (the paper's) or as "sincos" waves
 
     @property
     def grid(self):
@@ -64,7 +65,7 @@ class ViTConfig:
 # otherwise; 'toy' is small enough to pretrain on a 2-core CPU in minutes.
 PRESETS = {
     "toy":          dict(width=128, depth=4, heads=4, patch=16, img_size=64,      # 8 x 4 x 4 = 128 tokens
-                         decoder_width=64, decoder_depth=2, decoder_heads=4),
+                         decoder_width=64, decoder_depth=2, decoder_heads=4, pos_init="sincos"),
     "tiny_patch16": dict(width=192, depth=12, heads=3, patch=16, decoder_width=128, decoder_heads=4),
     "small_patch16": dict(width=384, depth=12, heads=6, patch=16, decoder_width=256, decoder_heads=8),
     "base_patch16": dict(width=768, depth=12, heads=12, patch=16),
@@ -154,6 +155,22 @@ def init_weights(module: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
+
+
+@torch.no_grad()
+def init_sincos(spatial: nn.Parameter, temporal: nn.Parameter, grid) -> None:
+    """Start separable embeddings as sine waves ("Attention is all you need"): spatial[y, x] = [waves(y), waves(x)],
+    temporal[t] = waves(t) / 2. Nearby tokens then look alike from step 0, so attention can find a hidden token's
+    neighbours at once; a tiny model on a CPU budget learns that late from N(0, 0.02) (the toy preset uses this)."""
+    def waves(positions, dim):                                            # (n,) -> (n, dim)
+        angles = positions.float()[:, None] / 10000 ** (torch.arange(dim // 2) / (dim // 2))
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+    t, h, w = grid
+    D = spatial.shape[-1]
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    spatial.copy_(torch.cat([waves(ys.flatten(), D // 2), waves(xs.flatten(), D // 2)], dim=1)[None])
+    temporal.copy_(waves(torch.arange(t), D)[None] / 2)
+
 # -----------------------------------------------------------------------------
 # 3. the Vision Transformer encoder
 
@@ -185,6 +202,8 @@ class VisionTransformer(nn.Module):
         nn.init.xavier_uniform_(conv.view(conv.shape[0], -1))  # as if the Conv3d were the linear map it is
         for p in (self.cls_token, self.pos_embed_spatial, self.pos_embed_temporal, self.pos_embed_class):
             nn.init.trunc_normal_(p, std=0.02)
+        if cfg.pos_init == "sincos":
+            init_sincos(self.pos_embed_spatial, self.pos_embed_temporal, cfg.grid)
 
     def pos_embed(self, spatial, temporal):
         """(1, t*h*w, D) in T-major token order from the separable parts (1, h*w, D) and (1, t, D)."""
@@ -236,6 +255,8 @@ class MaskedAutoencoder(VisionTransformer):
         for p in (self.decoder_cls_token, self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal,
                   self.decoder_pos_embed_class):
             nn.init.trunc_normal_(p, std=0.02)
+        if cfg.pos_init == "sincos":
+            init_sincos(self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal, cfg.grid)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         x = self.decoder_embed(latent[:, 1:])                             # (B, K, Dd); the encoder's class token is dropped

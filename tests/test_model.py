@@ -67,6 +67,20 @@ def small_mae_video_and_mask(batch, ratio, mask_seed):
     return cfg, MaskedAutoencoder(cfg).eval(), video, m
 
 
+def test_the_toy_preset_starts_its_position_embeddings_as_waves_and_the_paper_as_small_noise():
+    """Sincos starts (toy): tokens next to each other look alike, far ones less; the paper's: N(0, 0.02) noise."""
+    toy = MaskedAutoencoder(make_config("toy"))
+    for spatial in (toy.pos_embed_spatial[0], toy.decoder_pos_embed_spatial[0]):    # (16, D) on a 4 x 4 grid
+        cos = torch.nn.functional.cosine_similarity
+        assert cos(spatial[5], spatial[6], dim=0) > cos(spatial[5], spatial[7], dim=0)      # x: 1 step vs 2
+        assert cos(spatial[5], spatial[9], dim=0) > cos(spatial[5], spatial[13], dim=0)     # y: 1 step vs 2
+        assert cos(spatial[5], spatial[6], dim=0) > cos(spatial[5], spatial[10], dim=0)     # and vs a diagonal
+    temporal = toy.pos_embed_temporal[0]
+    assert (temporal[0] - temporal[1]).norm() < (temporal[0] - temporal[4]).norm()
+    paper = MaskedAutoencoder(small_cfg(pos_init="normal"))
+    assert paper.pos_embed_spatial.std().item() == pytest.approx(0.02, rel=0.3)
+
+
 def test_encoder_never_sees_a_masked_token():
     cfg, model, video, m = small_mae_video_and_mask(2, 0.75, mask_seed=0)
     tokens = patchify(video, cfg.t_patch, cfg.patch)
@@ -131,7 +145,7 @@ def test_bad_input_raises_clear_value_errors():
 
 def test_released_checkpoint_format_loads_strictly_and_gives_the_same_outputs(tmp_path):
     torch.manual_seed(0)
-    cfg = small_cfg()
+    cfg = small_cfg(pos_init="normal")           # how embeddings start is not in the weights: the default is inferred
     mae = MaskedAutoencoder(cfg).eval()
     path = tmp_path / "released_mae.pth"
     torch.save({"model": released_format(mae.state_dict()), "epoch": 7}, path)   # no config, separate q/k/v
