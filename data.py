@@ -331,7 +331,7 @@ class ClipDataset(Dataset):
             clips = self.load(path, rng)
         except VideoError as e:
             return skip(self.skipped, path, e)
-        return torch.from_numpy(np.ascontiguousarray(clips)), label
+        return torch.from_numpy(np.require(clips, requirements=["C", "W"])), label    # copies only read-only or strided
 
 
 class ImageClipDataset(Dataset):

@@ -71,6 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=8, help="data loading processes per GPU")
     # model
     p.add_argument("--preset", default="huge_patch14")
+    p.add_argument("--patch", type=int, default=None, help="spatial patch size (default: the preset's)")
     p.add_argument("--img_size", type=int, default=224)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--t_patch", type=int, default=2)
@@ -199,7 +200,7 @@ def main(args):
         items = pretraining_items(args)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    cfg = make_config(args.preset, img_size=args.img_size, frames=args.frames, t_patch=args.t_patch)
+    cfg = make_config(args.preset, patch=args.patch, img_size=args.img_size, frames=args.frames, t_patch=args.t_patch)
     torch.manual_seed(args.seed)                                            # the same initial weights on every rank
     model = MaskedAutoencoder(cfg).to(device)
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")

@@ -45,9 +45,9 @@ def typical_texture(label: torch.Tensor) -> torch.Tensor:
 
 
 def sample_objects(n, g: torch.Generator, typical=None):
-    typical = TYPICAL if typical is None else typical
     """n random objects, one per image: a dict of per-object tensors from which render() draws them. The class
     runs through all 16 in turn, so every class has the same count."""
+    typical = TYPICAL if typical is None else typical
     label = torch.arange(n) % len(CLASSES)
     shape = torch.tensor([SHAPES.index(CLASSES[y]) for y in label])
     other = torch.rand(n, generator=g) >= typical                         # the texture of any class instead
