@@ -16,7 +16,7 @@ def toy_world(tmp_path_factory):
     """One small toy world per test session, shared by every test that needs files in the real formats."""
     from toyworld import generate
     out = tmp_path_factory.mktemp("toyworld")
-    summary = generate(str(out), seed=0, scale=0.02, workers=2)
+    summary = generate(str(out), seed=0, scale=0.2, workers=2)
     return out, summary
 
 
@@ -27,7 +27,6 @@ def tiny_mae(toy_world, tmp_path_factory):
     import pretrain
     out = tmp_path_factory.mktemp("tiny_mae")
     pretrain.main(pretrain.parse_args([
-        "--setting", "toy", "--data_root", str(toy_world[0]), "--data_frac", "0.8", "--steps", "240",
-        "--warmup_steps", "20", "--workers", "0", "--out", str(out), "--log_every", "20", "--save_every", "120",
-        "--figure_every", "240"]))
+        "--setting", "toy", "--data_root", str(toy_world[0]), "--data_frac", "0.8", "--steps", "1200",
+        "--workers", "0", "--out", str(out), "--log_every", "50", "--save_every", "600", "--figure_every", "1200"]))
     return out

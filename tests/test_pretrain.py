@@ -40,10 +40,9 @@ def losses(folder):
     return [json.loads(line) for line in open(os.path.join(folder, "log.jsonl"))]
 
 
-@pytest.mark.slow                       # pretrains the session's tiny MAE (about 75 s)
+@pytest.mark.slow                       # pretrains the session's tiny MAE (about 6 minutes)
 def test_the_pretrained_mae_beats_the_best_constant_predictor_on_held_out_clips(tiny_mae, toy_world):
-    """Masked-token loss on held-out clips below that of the per-position mean of the training clips. The issue's
-    bar is 0.6x; this 240-step fixture measured 0.84x (0.469 vs 0.558), so the test guards 0.9x for now."""
+    """Masked-token loss on held-out clips at most 0.6x that of the per-position mean of the training clips."""
     videos = headcam_items(toy_world[0] / "saycam", "S")
     train, held_out = fraction_subset(videos, 0.8), videos.select(np.arange(round(0.8 * len(videos)), len(videos)))
     view = lambda items: augment(torch.cat([ClipDataset(items, train=True, size=64)[(i, seed)][0]          # 4 clips
@@ -56,7 +55,7 @@ def test_the_pretrained_mae_beats_the_best_constant_predictor_on_held_out_clips(
         mae_loss, _, hidden = model(clips, ids_keep=mask.ids_keep, ids_restore=mask.ids_restore)
     target, constant = patchify(clips, 2, 16), patchify(mean_clip.expand_as(clips), 2, 16)
     constant_loss = ((constant - target) ** 2).mean(-1)[hidden.bool()].mean()
-    assert mae_loss < 0.9 * constant_loss, (mae_loss.item(), constant_loss.item())
+    assert mae_loss < 0.6 * constant_loss, (mae_loss.item(), constant_loss.item())
     for name in ("reconstruction.png", "loss.png", "log.jsonl"):
         assert (tiny_mae / name).stat().st_size > 100
 

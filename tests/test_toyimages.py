@@ -13,7 +13,7 @@ from toyimages import (CLASSES, PARAMETRIC, blur, contrast, grey, ood_versions, 
 from toyshapes import TEXTURES
 
 IMAGE_STEPS = 2000      # about 3 minutes on 2 cores (the README gives a longer run)
-LEARNABLE = 0.75        # clean validation accuracy it must reach (we measured 0.84; chance is 1/16)
+LEARNABLE = 0.75        # clean validation accuracy it must reach (we measured 0.81; chance is 1/16)
 BUILT = list(PARAMETRIC) + ["stylized", "silhouette", "edge", "cue-conflict"]
 
 
