@@ -86,6 +86,9 @@ def make_config(preset: str = "huge_patch14", **overrides) -> ViTConfig:
     if cfg.width % cfg.heads or cfg.decoder_width % cfg.decoder_heads:
         raise ValueError(f"width {cfg.width} / decoder width {cfg.decoder_width} must be divisible by "
                          f"heads {cfg.heads} / decoder heads {cfg.decoder_heads}")
+    waves_fit = cfg.width % 4 == 0 and cfg.decoder_width % 4 == 0       # sin and cos for y and x: 4 equal parts
+    if cfg.pos_init not in ("normal", "sincos") or (cfg.pos_init == "sincos" and not waves_fit):
+        raise ValueError(f"pos_init {cfg.pos_init!r}: choose 'normal' or 'sincos' (sincos needs widths divisible by 4)")
     return cfg
 
 # -----------------------------------------------------------------------------
@@ -154,7 +157,6 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
 
 
 @torch.no_grad()
