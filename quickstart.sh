@@ -8,7 +8,10 @@ SECONDS=0
 bash setup.sh
 echo "== environment ready in ${SECONDS} s"
 SECONDS=0
-if [ ! -f toyworld/world.json ]; then
+# (re)write the world when there is none, or when it was drawn by an older toyworld.py
+if ! .venv/bin/python -c "import json, sys, toyworld; sys.exit(json.load(open('toyworld/world.json')).get('version') != toyworld.VERSION)" 2>/dev/null; then
+    echo "== writing the toy world to ./toyworld (none there, or one drawn by an older toyworld.py)"
+    rm -rf toyworld
     .venv/bin/python toyworld.py --out toyworld
 fi
 echo "== toy world ready in ${SECONDS} s"

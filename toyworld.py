@@ -36,6 +36,7 @@ from video import find_videos, read_frames, write_image, write_video
 
 FPS = 3.75                  # files are written at the clip rate directly (loaders read the rate from the file)
 T = 16                      # frames per action clip
+VERSION = 2                 # bumped when the same seed draws a different world (2: the slower headcam camera)
 CHUNK = 64                  # clips drawn at once: bounds memory (the shapes' distance fields are per pixel)
 MOVERS = range(8)           # the shapes of the action and Kinetics-like sets (child S sees all of SHAPES)
 
@@ -410,7 +411,7 @@ def generate(out, seed=0, scale=1.0, workers=2):
     contact_sheet([find_videos(os.path.join(out, "kinetics", "train", c))[0] for c in sorted(KINETICS_CLASSES)], 10,
                   os.path.join(out, "kinetics_contact_sheet.png"))
     disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
-    summary = {"seed": seed, "scale": scale, "sizes": sizes, "seconds": round(time.time() - start, 1),
+    summary = {"version": VERSION, "seed": seed, "scale": scale, "sizes": sizes, "seconds": round(time.time() - start, 1),
                "megabytes": round(disk / 1e6, 1)}
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump(summary, f, indent=1)
