@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Quickstart's main job on a fresh machine with only python3: `bash quickstart.sh`.
-# Sets up .venv (setup.sh), writes the toy world to ./toyworld if it is not there, then pretrains a small
+# Sets up .venv (setup.sh), writes the toy world to ./toyworld unless it is there (same version), then pretrains a small
 # ST-MAE on the toy child S on the CPU (8.5 minutes on 2 cores) into runs/toy_S. Each part is timed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -8,12 +8,7 @@ SECONDS=0
 bash setup.sh
 echo "== environment ready in ${SECONDS} s"
 SECONDS=0
-# (re)write the world when there is none, or when it was drawn by an older toyworld.py
-if ! .venv/bin/python -c "import json, sys, toyworld; sys.exit(json.load(open('toyworld/world.json')).get('version') != toyworld.VERSION)" 2>/dev/null; then
-    echo "== writing the toy world to ./toyworld (none there, or one drawn by an older toyworld.py)"
-    rm -rf toyworld
-    .venv/bin/python toyworld.py --out toyworld
-fi
+.venv/bin/python toyworld.py --out toyworld --reuse     # writes it unless this very world is there already
 echo "== toy world ready in ${SECONDS} s"
 SECONDS=0
 .venv/bin/python pretrain.py --setting toy --data_root toyworld --out runs/toy_S "$@"

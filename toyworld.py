@@ -23,6 +23,7 @@ import datetime
 import json
 import math
 import os
+import shutil
 import time
 from multiprocessing import Pool
 
@@ -411,8 +412,8 @@ def generate(out, seed=0, scale=1.0, workers=2):
     contact_sheet([find_videos(os.path.join(out, "kinetics", "train", c))[0] for c in sorted(KINETICS_CLASSES)], 10,
                   os.path.join(out, "kinetics_contact_sheet.png"))
     disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
-    summary = {"version": VERSION, "seed": seed, "scale": scale, "sizes": sizes, "seconds": round(time.time() - start, 1),
-               "megabytes": round(disk / 1e6, 1)}
+    summary = {"version": VERSION, "seed": seed, "scale": scale, "sizes": sizes,
+               "seconds": round(time.time() - start, 1), "megabytes": round(disk / 1e6, 1)}
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -424,8 +425,20 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of files of every part")
     parser.add_argument("--workers", type=int, default=2, help="processes drawing and encoding")
+    parser.add_argument("--reuse", action="store_true", help="keep a world already at --out if it is this version, "
+                        "seed and scale; rewrite it otherwise")
     args = parser.parse_args()
     if args.scale <= 0 or args.workers < 1:
         parser.error(f"--scale must be > 0 and --workers >= 1 (got {args.scale} and {args.workers})")
+    described = os.path.join(args.out, "world.json")
+    if args.reuse and os.path.exists(described):
+        with open(described) as f:
+            found = json.load(f)
+        if (found.get("version"), found.get("seed"), found.get("scale")) == (VERSION, args.seed, args.scale):
+            print(f"{args.out} already holds this world (version {VERSION}, seed {args.seed}, scale {args.scale})")
+            raise SystemExit(0)
+        print(f"{args.out} holds another world (version {found.get('version')}, seed {found.get('seed')}, scale "
+              f"{found.get('scale')}): writing version {VERSION}, seed {args.seed}, scale {args.scale} in its place")
+        shutil.rmtree(args.out)                             # ours (it has a world.json): no stale files left behind
     summary = generate(args.out, args.seed, args.scale, args.workers)
     print(f"wrote the toy world to {args.out}: {summary['megabytes']} MB in {summary['seconds']} s")

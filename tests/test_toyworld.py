@@ -171,3 +171,25 @@ def test_kinetics_like_classes_are_told_apart_by_single_frames():
     logits = train_classifier(frames, labels, val_frames, steps=200, single_frames=True)
     accuracy = (logits.argmax(1) == val_labels).float().mean().item()
     assert accuracy > 0.5, accuracy                                 # chance is 1/8 (we measured 0.725)
+
+
+@pytest.mark.slow                       # writes a tiny world three times through the command line (about 13 s)
+def test_reuse_keeps_the_same_world_and_rewrites_a_stale_one(tmp_path):
+    """`toyworld.py --reuse` (what quickstart.sh runs): the same version, seed and scale are kept untouched; a world
+    that world.json says is older is replaced whole."""
+    import json
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    write = lambda: subprocess.run([sys.executable, "toyworld.py", "--out", str(tmp_path / "w"), "--scale", "0.005",
+                                    "--reuse"], cwd=root, capture_output=True, text=True, check=True).stdout
+    write()
+    described = tmp_path / "w" / "world.json"
+    stamp = described.stat().st_mtime_ns
+    assert "already holds this world" in write() and described.stat().st_mtime_ns == stamp
+    summary = json.loads(described.read_text())
+    described.write_text(json.dumps({**summary, "version": summary["version"] - 1}))
+    (tmp_path / "w" / "stale.txt").write_text("left by an older world")
+    assert "holds another world" in write()
+    assert json.loads(described.read_text())["version"] == summary["version"]
+    assert not (tmp_path / "w" / "stale.txt").exists()
