@@ -368,7 +368,8 @@ class ImageClipDataset(Dataset):
     def __len__(self):
         return len(self.items)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key                 # (index, seed) from a StepSampler
         path, label = str(self.items.paths[index]), int(self.items.labels[index])
         try:
             frame = torch.from_numpy(read_image(path, self.size))         # (S, S, 3)
@@ -437,16 +438,20 @@ def augment(clips, train, img_size=224, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), 
     else:
         boxes = torch.tensor([[0.5, 0.5, eval_crop, eval_crop]], device=clips.device).expand(N, 4)
         flips = torch.zeros(N, dtype=torch.bool, device=clips.device)
+    mean = torch.tensor(mean, device=clips.device).view(1, 1, C, 1, 1) * 255
+    std = torch.tensor(std, device=clips.device).view(1, 1, C, 1, 1) * 255
+    x = clips.permute(0, 1, 4, 2, 3).contiguous().float()                # (N, T, 3, S, S); uint8 moves faster
+    if crops is None and not train and eval_crop == 1.0 and S == img_size:
+        return ((x - mean) / std).transpose(1, 2).contiguous()           # the whole canvas as it is: no resampling
     cx, cy, w, h = boxes.unbind(1)
     theta = torch.zeros(N, 2, 3, device=clips.device)                    # output [-1, 1]^2 -> canvas [-1, 1]^2
     theta[:, 0, 0] = torch.where(flips, -w, w)                          # a negative x scale mirrors the crop
     theta[:, 0, 2] = 2 * cx - 1
     theta[:, 1, 1] = h
     theta[:, 1, 2] = 2 * cy - 1
-    x = clips.permute(0, 1, 4, 2, 3).reshape(N * T, C, S, S).float()     # (N*T, 3, S, S)
-    grid = F.affine_grid(theta.repeat_interleave(T, dim=0), [N * T, C, img_size, img_size], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)  # (N*T, 3, s, s)
-    mean = torch.tensor(mean, device=x.device).view(1, C, 1, 1) * 255
-    std = torch.tensor(std, device=x.device).view(1, C, 1, 1) * 255
-    x = (x - mean) / std
-    return x.view(N, T, C, img_size, img_size).transpose(1, 2).contiguous()  # (N, 3, T, s, s)
+    # one grid per clip, its T frames stacked as channels: T times less grid to build than one per frame
+    grid = F.affine_grid(theta, [N, T * C, img_size, img_size], align_corners=False)    # (N, s, s, 2)
+    x = F.grid_sample(x.view(N, T * C, S, S), grid, mode="bilinear", padding_mode="border",
+                      align_corners=False)                               # (N, T*3, s, s)
+    x = (x.view(N, T, C, img_size, img_size) - mean) / std
+    return x.transpose(1, 2).contiguous()                               # (N, 3, T, s, s)

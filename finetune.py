@@ -404,11 +404,12 @@ def main(args):
                "train_seconds": round(trained_s, 1)}
     val_source, predictions = eval_source(val, args, procs, cfg), {}
     for name in ("last", "best"):
-        if name == "best":
+        if name == "best" and best["step"] != step:                     # (else the best is the last: scored)
             if procs.world > 1:
                 dist.barrier()                                            # rank 0 has written best.pt
             unwrap(model).load_state_dict(load_checkpoint(os.path.join(args.out, "best.pt"), device)["model"])
-        logits, y = predict(model, val_source, args, procs)
+        if name == "last" or best["step"] != step:
+            logits, y = predict(model, val_source, args, procs)
         predictions.update({f"{name}_log_probs": logits.numpy(), "labels": y.numpy()})
         results[name] = {"step": step if name == "last" else best["step"], "select_top1": best["score"]
                          if name == "best" else None, **scores(logits, y, train.classes, subset)}
