@@ -1,0 +1,319 @@
+"""
+The paper in miniature: all five results of Orhan et al. (2024) on the toy world, on a laptop CPU, in under an hour.
+
+    python miniature.py                          # toyworld/ -> runs/miniature/ (every run) and report/REPORT.md
+    python miniature.py --tiny --world W --out O --report R     # the same pipeline at a tiny size (the CI test)
+
+This file is a driver, not a model: every step is one command of the project's own scripts (pretrain.py,
+finetune.py, eval_ood.py, interpolate.py, scaling.py), run as a subprocess, so the report can list the exact command
+behind each number and a reader can re-run any one of them by hand. The study:
+
+    pretrain  S, SAY, Kinetics-like (all of it, and as many hours as 10% of S), S-Img (the image MAE on S's frames),
+              and 0.1%, 1%, 10% of S for the scaling line; every one the same number of steps (an equal budget)
+    finetune  each of them and `scratch`: SSV2-like and Kinetics-like, 10 and 50 shots, --seeds seeds  (Results 1-3)
+              S and S-Img on the toy ImageNet's 2%                                                      (Result 5)
+    evaluate  t-SNE at 0/10/50 shots (Result 2), the scaling fit (Result 3), interpolation of children A and Y with
+              the S model (Result 4), the toy OOD sets for S-Vid vs S-Img (Result 5)
+
+Jobs run --jobs at a time with --threads each: on a 2-core CPU two single-thread jobs side by side get more done
+than one two-thread job. A job that finished with the same command is not run again, and pretraining and finetuning
+resume from their checkpoints, so an interrupted study loses at most the jobs that were running.
+Everything a job prints goes to OUT/logs/<job>.log; the report is written by report.py from the jobs' JSON files.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from data import fraction_subset, headcam_items, kinetics_items
+from report import write_report
+from training import fail
+from video import VideoError, video_info
+
+# The toy SSV2-like classes whose events the toy children's headcam streams also show (objects fall, are pushed
+# sideways by a hand or slide, and roll): the toy world's stand-in for the paper's "developmentally realistic"
+# categories, which the authors chose as the classes whose verb most 30-month-olds produce (Wordbank).
+SUBSET = ("Dropping [something]", "Moving [something] from left to right", "Moving [something] from right to left",
+          "Rotating [something] clockwise", "Rotating [something] anticlockwise")
+
+# the pretraining conditions: name -> (label in the report, pretrain.py's data flags given the world's folder)
+CONDITIONS = {
+    "S": ("S", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam"]),
+    "SAY": ("SAY", lambda w, k_frac: ["--data", "SAY", "--data_root", f"{w}/saycam"]),
+    "K": ("Kinetics-like, all", lambda w, k_frac: ["--data", "kinetics", "--data_root", f"{w}/kinetics"]),
+    "Kmatched": ("Kinetics-like, hours of S-10%", lambda w, k_frac: [
+        "--data", "kinetics", "--data_root", f"{w}/kinetics", "--data_frac", f"{k_frac:.4f}", "--frac_mode", "random"]),
+    "SImg": ("S-Img (image MAE)", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--frames", "1",
+                                                     "--t_patch", "1", "--mask_ratio", "0.8"]),
+    "S10": ("S, first 10%", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--data_frac", "0.1"]),
+    "S1": ("S, first 1%", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--data_frac", "0.01"]),
+    "S0.1": ("S, first 0.1%", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--data_frac", "0.001"]),
+}
+RESULT1_INITS = ("S", "SAY", "K", "Kmatched", "SImg", "scratch")
+HERE = os.path.dirname(os.path.abspath(__file__))                   # the scripts the jobs run
+SCALING = (("S0.1", 0.001), ("S1", 0.01), ("S10", 0.1), ("S", 1.0))      # condition, fraction of S
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--world", default="toyworld", help="the toy world (made with toyworld.py if it is not there)")
+    p.add_argument("--out", default="runs/miniature", help="every run's folder, the jobs' logs and state")
+    p.add_argument("--report", default="report", help="folder for REPORT.md and its figures")
+    p.add_argument("--jobs", type=int, default=2, help="jobs side by side")
+    p.add_argument("--threads", type=int, default=None, help="threads per job (default: the cores / --jobs)")
+    p.add_argument("--seeds", type=int, default=3, help="finetuning seeds per condition")
+    p.add_argument("--shots", default="10,50", help="few-shot sizes, comma-separated")
+    p.add_argument("--pretrain_steps", type=int, default=350, help="steps of every pretraining (32 clips each)")
+    p.add_argument("--epochs", default="10=10,50=3", help="finetuning epochs per shots, SHOTS=EPOCHS pairs")
+    p.add_argument("--imagenet_epochs", type=float, default=20, help="finetuning epochs on the toy ImageNet's 2%%")
+    p.add_argument("--scaling_task", default="kinetics", choices=("kinetics", "ssv2"),
+                   help="the task of the scaling line (10-shot)")
+    p.add_argument("--clips", type=int, default=256, help="clips of A and Y for the interpolation PSNR")
+    p.add_argument("--tiny", action="store_true", help="a few steps, one seed, 10 shots: checks the pipeline only")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.seeds, args.shots, args.pretrain_steps, args.epochs = 1, "10", 3, "10=1"
+        args.imagenet_epochs, args.clips = 1, 8
+    try:
+        args.shots = [int(s) for s in args.shots.split(",")]
+        args.epochs = {int(k): float(v) for k, v in (pair.split("=") for pair in args.epochs.split(","))}
+    except ValueError:
+        fail(f"--shots {args.shots!r} / --epochs {args.epochs!r}: expected e.g. --shots 10,50 --epochs 10=12,50=3")
+    if missing := [k for k in args.shots if k not in args.epochs]:
+        fail(f"--epochs gives no epochs for {missing[0]} shots (--epochs 10=12,50=3 pairs shots with epochs)")
+    if args.seeds < 1 or args.jobs < 1 or args.pretrain_steps < 1:
+        fail("--seeds, --jobs and --pretrain_steps must be at least 1")
+    args.threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
+    return args
+
+# -----------------------------------------------------------------------------
+# the study as a list of jobs
+
+
+@dataclass
+class Job:
+    name: str
+    command: list                       # argv, starting with the script
+    deps: tuple = ()                    # jobs that must have finished first
+    info: dict = field(default_factory=dict)   # what the report needs to know about it
+
+    @property
+    def line(self):
+        return shlex.join(["python"] + self.command)
+
+
+def data_hours(world):
+    """Hours of each pretraining source, measured on the very files pretrain.py will pick, and the fraction of the
+    Kinetics-like set with the hours of 10% of S."""
+    durations = {}
+
+    def video_hours(items):
+        for path in items.paths:
+            if path not in durations:
+                try:
+                    durations[path] = video_info(path)[0]
+                except VideoError:
+                    durations[path] = 0.0                                   # pretrain.py skips it too
+        return sum(durations[p] for p in items.paths) / 3600
+
+    S, K = headcam_items(f"{world}/saycam", "S"), kinetics_items(f"{world}/kinetics", "train")
+    hours = {"S": video_hours(S), "SAY": video_hours(headcam_items(f"{world}/saycam", "SAY")), "K": video_hours(K)}
+    for name, frac in SCALING[:-1]:                                      # pretrain.py --data_frac (prefix)
+        hours[name] = video_hours(fraction_subset(S, frac, "prefix"))
+    hours["SImg"] = hours["S"]
+    k_frac = round(min(1.0, hours["S10"] / hours["K"]), 4)
+    hours["Kmatched"] = video_hours(fraction_subset(K, k_frac, "random", seed=0))   # --frac_mode random --seed 0
+    return hours, k_frac
+
+
+def study(args, hours, k_frac):
+    """Every job of the study, in an order that keeps two lanes busy (long pretraining first)."""
+    w, out, jobs = args.world, args.out, []
+    runs = lambda name: os.path.join(out, name)
+    for cond, (label, data_flags) in CONDITIONS.items():
+        jobs.append(Job(f"pt_{cond}", ["pretrain.py", "--setting", "toy", *data_flags(w, k_frac), "--steps",
+                                       str(args.pretrain_steps), "--seed", "0", "--out", runs(f"pt_{cond}"),
+                                       "--resume", "auto"], info=dict(kind="pretrain", cond=cond, label=label,
+                                                                     hours=hours[cond])))
+    init_of = lambda cond: ("scratch", ()) if cond == "scratch" else (f"{runs('pt_' + cond)}/checkpoint.pt",
+                                                                       (f"pt_{cond}",))
+
+    def finetune(cond, task, shots, seed, epochs, extra=()):
+        name = f"ft_{cond}_{task}_{str(shots).replace('%', 'pct')}_s{seed}"
+        init, deps = init_of(cond)
+        jobs.append(Job(name, ["finetune.py", "--setting", "toy", "--world", w, "--task", task, "--shots",
+                               str(shots), "--select_shots", "0", "--epochs", f"{epochs:g}", "--init", init, "--seed",
+                               str(seed), *extra, "--out", runs(name), "--resume", "auto"], deps,
+                        dict(kind="finetune", cond=cond, task=task, shots=shots, seed=seed)))
+        return name
+
+    subset = ["--subset", "|".join(SUBSET)]
+    for cond in RESULT1_INITS:                                         # Results 1 and 2
+        for task in ("ssv2", "kinetics"):
+            for shots in args.shots:
+                for seed in range(args.seeds):
+                    finetune(cond, task, shots, seed, args.epochs[shots], subset if task == "ssv2" else ())
+    scaling_shots = 10 if 10 in args.shots else args.shots[0]
+    for cond, _ in SCALING[:-1]:                                       # Result 3 (S itself is a Result 1 run)
+        for seed in range(args.seeds):
+            finetune(cond, args.scaling_task, scaling_shots, seed, args.epochs[scaling_shots],
+                     subset if args.scaling_task == "ssv2" else ())
+    for cond in ("S", "SImg"):                                          # Result 5: the toy ImageNet's 2%
+        for seed in range(args.seeds):
+            finetune(cond, "imagenet", "2%", seed, args.imagenet_epochs)
+
+    # Result 2: t-SNE of the S model's features at 0 shots and after finetuning on each number of shots (seed 0)
+    tsne_runs = [f"ft_S_ssv2_{k}_s0" for k in args.shots]
+    jobs.append(Job("tsne", ["finetune.py", "--setting", "toy", "--world", w, "--task", "ssv2", "--embed",
+                             f"{runs('pt_S')}/checkpoint.pt", *[f"{runs(r)}/best.pt" for r in tsne_runs],
+                             "--embed_titles", "|".join(["0-shot"] + [f"{k}-shot" for k in args.shots]), *subset,
+                             "--out", runs("tsne")], ("pt_S", *tsne_runs), dict(kind="tsne")))
+    # Result 3: the scaling line, with the Kinetics-like models drawn beside it at their hours
+    glob_of = lambda cond: f"{runs('ft_' + cond)}_{args.scaling_task}_{scaling_shots}_s*/results.json"
+    points = [f"--point={hours[c]:.4g}={glob_of(c)}" for c, _ in SCALING]
+    extras = [f"--extra={CONDITIONS[c][0]}@{hours[c]:.4g}={glob_of(c)}" for c in ("Kmatched", "K")]
+    jobs.append(Job("scaling", ["scaling.py", *points, *extras, "--metric", "top1", "--which", "last", "--title",
+                                f"toy {args.scaling_task} {scaling_shots}-shot, top-1", "--out", runs("scaling")],
+                    tuple(j.name for j in jobs if j.info.get("kind") == "finetune" and
+                          j.info["task"] == args.scaling_task and j.info["shots"] == scaling_shots and
+                          j.info["cond"] in ("S0.1", "S1", "S10", "S", "Kmatched", "K")), dict(kind="scaling")))
+    # Result 4: the S model fills in the middle of clips of children A and Y, whom it never saw
+    jobs.append(Job("interpolate", ["interpolate.py", "--setting", "toy", "--ckpt", f"{runs('pt_S')}/checkpoint.pt",
+                                    "--world", w, "--child", "A,Y", "--clips", str(args.clips), "--out",
+                                    runs("interpolate")], ("pt_S",), dict(kind="interpolate")))
+    # Result 5: the OOD sets, S-Vid vs S-Img, one pair per finetuning seed (attention maps for the first)
+    for seed in range(args.seeds):
+        pair = (f"ft_S_imagenet_2pct_s{seed}", f"ft_SImg_imagenet_2pct_s{seed}")
+        jobs.append(Job(f"ood_s{seed}", ["eval_ood.py", "--setting", "toy", "--data_root", f"{w}/ood", "--ckpt",
+                                         *[f"{runs(r)}/best.pt" for r in pair], "--names", "S-Vid|S-Img",
+                                         *(["--attention"] if seed == 0 else []), "--out", runs(f"ood_s{seed}")],
+                        pair, dict(kind="ood", seed=seed)))
+    return jobs
+
+# -----------------------------------------------------------------------------
+# running the jobs, two lanes at a time
+
+
+def read_state(path):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {}
+
+
+def write_state(path, state):
+    with open(path + ".tmp", "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def run_jobs(jobs, args):
+    """Run what is not done yet, --jobs at a time, each after its dependencies. A job is done when it exited 0
+    with the same command. A job whose command changed (or whose dependency re-runs), a folder no state knows of,
+    and a job no longer in the study are removed first, so no stale run is resumed or globbed.
+    Returns the state, the number of jobs run, and whether any finished job had to be redone."""
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    state_path = os.path.join(args.out, "jobs.json")
+    state, todo, redone = read_state(state_path), [], False
+    for name in set(state) - {j.name for j in jobs}:                    # e.g. seeds beyond a smaller --seeds
+        shutil.rmtree(os.path.join(args.out, name), ignore_errors=True)
+        state.pop(name)
+    for job in jobs:                                                    # jobs come after their dependencies
+        known = state.get(job.name, {})
+        stale = known.get("command") != job.line or any(d in {j.name for j in todo} for d in job.deps)
+        if stale:                                                       # other settings, or unknown: begin again
+            shutil.rmtree(os.path.join(args.out, job.name), ignore_errors=True)
+            redone |= known.get("status") == "done"
+            state.pop(job.name, None)
+        if stale or known.get("status") != "done":                      # "running": resume from its checkpoint
+            todo.append(job)
+    write_state(state_path, state)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
+    running, done, ran = {}, {j.name for j in jobs if j not in todo}, len(todo)
+    bar = tqdm(total=len(jobs), initial=len(done), desc="miniature", unit="job", dynamic_ncols=True)
+    while todo or running:
+        while len(running) < args.jobs:
+            job = next((j for j in todo if all(d in done for d in j.deps)), None)
+            if job is None:
+                break
+            todo.remove(job)
+            log = open(os.path.join(args.out, "logs", job.name + ".log"), "w")
+            log.write(job.line + "\n\n")
+            log.flush()
+            command = [sys.executable, os.path.join(HERE, job.command[0]), *job.command[1:]]
+            running[job.name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log,
+                                 time.time(), job)
+            state[job.name] = {"command": job.line, "status": "running"}
+            write_state(state_path, state)
+        if bar.postfix != ", ".join(running):
+            bar.set_postfix_str(", ".join(running))
+        time.sleep(0.2)
+        for name, (proc, log, began, job) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if proc.returncode != 0:
+                state[name] = {"command": job.line, "status": "failed", "exit": proc.returncode}
+                write_state(state_path, state)
+                for other, other_log, *_ in running.values():           # the others resume next time
+                    other.terminate()
+                    other.wait()
+                    other_log.close()
+                with open(log.name) as f:
+                    tail = f.read().strip().splitlines()[-5:]
+                print("\n".join(tail), file=sys.stderr)
+                fail(f"{name} failed (exit {proc.returncode}); its log: {log.name}. Run miniature.py again to "
+                     f"resume once it is fixed")
+            state[name] = {"command": job.line, "status": "done", "seconds": round(time.time() - began, 1)}
+            write_state(state_path, state)
+            done.add(name)
+            bar.update(1)
+    bar.close()
+    return state, ran, redone
+
+
+def main(args):
+    began = time.time()
+    if not os.path.exists(os.path.join(args.world, "world.json")):     # the world, made once (about 3.5 minutes)
+        print(f"no toy world at {args.world}: writing it (python toyworld.py --out {args.world})")
+        if subprocess.run([sys.executable, os.path.join(HERE, "toyworld.py"), "--out", args.world]).returncode:
+            fail(f"toyworld.py could not write {args.world}")
+    try:
+        hours, k_frac = data_hours(args.world)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    jobs = study(args, hours, k_frac)
+    os.makedirs(args.out, exist_ok=True)
+    world_record, timing_path = os.path.join(args.out, "world.json"), os.path.join(args.out, "timing.json")
+    world = read_state(os.path.join(args.world, "world.json"))
+    if read_state(world_record) not in ({}, world):                     # another world: every run is stale
+        for path in (os.path.join(args.out, "jobs.json"), timing_path):
+            if os.path.exists(path):
+                os.remove(path)
+    write_state(world_record, world)
+    print(f"the paper in miniature: {len(jobs)} jobs, {args.jobs} at a time with {args.threads} thread(s) each; "
+          f"runs in {args.out}, logs in {args.out}/logs")
+    state, ran, redone = run_jobs(jobs, args)
+    # the wall time of every invocation that ran jobs, so that a resumed study reports its whole time; when
+    # finished jobs had to be redone (other settings), the earlier invocations no longer describe this study
+    timing = [] if redone else read_state(timing_path).get("invocations", [])
+    wall = time.time() - began
+    if ran:
+        timing.append({"seconds": round(wall, 1), "jobs_run": ran, "jobs": args.jobs, "threads": args.threads})
+        write_state(timing_path, {"invocations": timing})
+    path = write_report(jobs, state, args, hours, timing, SUBSET)
+    print(f"done in {wall / 60:.1f} min: {path}")
+
+
+if __name__ == "__main__":
+    main(parse_args())
