@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from data import augment
+from augment import augment
 from mask import make_mask
 from model import MaskedAutoencoder, make_config, param_groups, training_flops
 from training import Processes, autocast_for, fail

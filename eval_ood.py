@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data import (ASSETS, IMAGENET_MEAN, IMAGENET_STD, OOD_CONDITIONS, OOD_EXCLUDED, VIDEO_MEAN, VIDEO_STD,
-                  OOD_BY_CATEGORY, ImageClipDataset, augment, make_loader, ood_items)
+from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment
+from data import ASSETS, OOD_CONDITIONS, OOD_EXCLUDED, OOD_BY_CATEGORY, ImageClipDataset, make_loader, ood_items
 from figures import plt, to_pixels  # figures.py has chosen matplotlib's file-only backend
 from checkpoints import load_model, read_checkpoint
 from training import Processes, autocast_for, fail, load_checkpoint, parse_with_settings

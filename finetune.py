@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from data import (IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, ClipDataset, ImageClipDataset, augment,
-                  authors_split, image_items, kinetics_items, kshot_indices, make_loader, sample_crops, ssv2_items)
+from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment, sample_crops
+from data import (ClipDataset, ImageClipDataset, authors_split, image_items, kinetics_items, kshot_indices,
+                  make_loader, ssv2_items)
 from figures import curves, embedding_panels
 from checkpoints import checkpoint_config, load_model
 from model import VideoClassifier, make_config, param_groups
@@ -404,11 +405,11 @@ def main(args):
                "train_seconds": round(trained_s, 1)}
     val_source, predictions = eval_source(val, args, procs, cfg), {}
     for name in ("last", "best"):
-        if name == "best" and best["step"] != step:                     # (else the best is the last: scored)
-            if procs.world > 1:
-                dist.barrier()                                            # rank 0 has written best.pt
-            unwrap(model).load_state_dict(load_checkpoint(os.path.join(args.out, "best.pt"), device)["model"])
-        if name == "last" or best["step"] != step:
+        if name == "last" or best["step"] != step:                      # a best that is the last is scored already
+            if name == "best":
+                if procs.world > 1:
+                    dist.barrier()                                        # rank 0 has written best.pt
+                unwrap(model).load_state_dict(load_checkpoint(os.path.join(args.out, "best.pt"), device)["model"])
             logits, y = predict(model, val_source, args, procs)
         predictions.update({f"{name}_log_probs": logits.numpy(), "labels": y.numpy()})
         results[name] = {"step": step if name == "last" else best["step"], "select_top1": best["score"]

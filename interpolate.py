@@ -25,7 +25,7 @@ last visible frame, and the blend is absent (nothing visible comes after). --mas
 pretraining task): copy and blend are both absent, since about 0.9^8 = 43% of the spatial positions are then hidden
 in every time slot, with nothing at the same place to copy; only the untrained MAE is compared.
 
-Clips take the path training uses: uint8 (T, S, S, 3) canvas -> data.augment's centre crop -> normalised
+Clips take the path training uses: uint8 (T, S, S, 3) canvas -> augment.py's centre crop -> normalised
 (N, 3, T, H, W); --clips are spread evenly over the videos and over each video's duration. Outputs in --out:
 interpolation_<k>.png (future_<k>.png, random_<k>.png): original / masked / completion of a few clips; and
 interpolation.json: the settings, per-clip and mean PSNR of model, nearest copy, linear blend and untrained MAE,
@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import CHILDREN, VIDEO_MEAN, VIDEO_STD, augment, headcam_items
+from augment import VIDEO_MEAN, VIDEO_STD, augment
+from data import CHILDREN, headcam_items
 from figures import completion_rows
 from mask import make_mask, unpatchify
 from checkpoints import load_model

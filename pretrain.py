@@ -26,8 +26,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from data import (CHILDREN, VIDEO_MEAN, VIDEO_STD, ClipDataset, Items, augment, fraction_subset, headcam_items, kinetics_items,
-                  make_items, make_loader, sample_crops)
+from augment import VIDEO_MEAN, VIDEO_STD, augment, sample_crops
+from data import CHILDREN, ClipDataset, Items, fraction_subset, headcam_items, kinetics_items, make_items, make_loader
 from figures import completion_rows, curves
 from mask import make_mask
 from checkpoints import checkpoint_config

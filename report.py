@@ -87,7 +87,7 @@ class Study:
     """What every section needs: the runs' scores, the conditions' names and hours, the flags."""
 
     def __init__(self, jobs, args, hours):
-        self.jobs, self.args, self.hours, self.out, self.dir = jobs, args, hours, args.out, args.report
+        self.jobs, self.args, self.hours, self.out, self.report_dir = jobs, args, hours, args.out, args.report
         self.table, self.classes = finetune_scores(jobs, args.out)
         self.labels = {j.info["cond"]: j.info["label"] for j in jobs if j.info.get("kind") == "pretrain"}
         self.labels["scratch"] = "scratch"
@@ -128,7 +128,7 @@ def result1(st, cells):
         ax.set_title(f"{TASK_NAMES[task]} {k}-shot", fontsize=10)
         ax.set_ylabel("top-1 (%); dotted: chance")
     fig.tight_layout()
-    fig.savefig(os.path.join(st.dir, "result1.png"), dpi=110)
+    fig.savefig(os.path.join(st.report_dir, "result1.png"), dpi=110)
     plt.close(fig)
     lines += ["", "![result1.png](result1.png)", ""]
 
@@ -202,7 +202,7 @@ def result2(st, subset):
     agreement = [neighbour_agreement(os.path.join(st.out, "tsne", f)) for f in panels]
     titles = ["0-shot"] + [f"{k}-shot" for k in st.args.shots]
     lines = ["## Result 2: structure emerges with a few labels; the subset vs the rest", "",
-             copy_figure(os.path.join(st.out, "tsne", "tsne.png"), st.dir, "tsne.png"), "",
+             copy_figure(os.path.join(st.out, "tsne", "tsne.png"), st.report_dir, "tsne.png"), "",
              "How much structure the panels hold, as a number: the share of the subset's validation clips whose 5 "
              "nearest neighbours in the plotted features vote for their own class (chance "
              f"{100 / agreement[0][1]:.0f}%; one finetuning seed): " + ", ".join(
@@ -234,7 +234,7 @@ def result3(st):
     half = (student_t.ppf(0.5 + fit["level"] / 2, fit["n"] - 2) * fit["s"] / math.sqrt(((xs - xs.mean()) ** 2).sum())
             if fit["n"] > 2 else float("nan"))                          # the slope's t-interval
     losses = {c: st.final_loss(c) for c in ("S0.1", "S")}
-    lines = ["## Result 3: data scaling", "", copy_figure(os.path.join(st.out, "scaling", "scaling.png"), st.dir,
+    lines = ["## Result 3: data scaling", "", copy_figure(os.path.join(st.out, "scaling", "scaling.png"), st.report_dir,
                                                           "scaling.png"), "",
              f"Top-1 on {TASK_NAMES[st.args.scaling_task]} {fit['shots']}-shot against the hours of S pretrained on "
              "(equal steps for every size): " + ", ".join(f"{p['hours']:.3g} h {p['accuracy']:.1f}%"
@@ -258,7 +258,7 @@ def result4(st):
     interp = load(os.path.join(st.out, "interpolate", "interpolation.json"))
     p, sd, won = interp["psnr"], interp["psnr_std"], interp["model_wins_on"]
     lines = ["## Result 4: interpolation (the S model on children A and Y, whom it never saw)", "",
-             copy_figure(os.path.join(st.out, "interpolate", "interpolation_0.png"), st.dir, "interpolation.png"),
+             copy_figure(os.path.join(st.out, "interpolate", "interpolation_0.png"), st.report_dir, "interpolation.png"),
              "", f"PSNR (dB) on the 4 hidden middle frames of {interp['num_clips']} clips, mean ± sd over clips, and "
              "the share of clips where the MAE does better:", "",
              "| MAE | nearest copy | linear blend | untrained MAE |", "|---|---|---|---|",
@@ -289,8 +289,8 @@ def result5(st):
     for d in datasets:
         lines.append(f"| {d} | {fmt(acc(0, d))} | {fmt(acc(1, d))} | {acc(0, d)[0] - acc(1, d)[0]:+.1f} |")
     lines.append(f"| **mean** | {fmt(mean_of(0))} | {fmt(mean_of(1))} | {mean_of(0)[0] - mean_of(1)[0]:+.1f} |")
-    lines += ["", copy_figure(os.path.join(st.out, "ood_s0", "ood.png"), st.dir, "ood.png"),
-              copy_figure(os.path.join(st.out, "ood_s0", "attention.png"), st.dir, "attention.png"), ""]
+    lines += ["", copy_figure(os.path.join(st.out, "ood_s0", "ood.png"), st.report_dir, "ood.png"),
+              copy_figure(os.path.join(st.out, "ood_s0", "attention.png"), st.report_dir, "attention.png"), ""]
     in_gap, ood_gap = gap(vid, img), gap(mean_of(0), mean_of(1))
     lines.append(f"The paper: S-Vid beats S-Img on ImageNet-2% (69% vs 57%) and on the OOD mean (34% vs 30%). "
                  f"{verdict(in_gap[2] and ood_gap[2], in_gap[2] or ood_gap[2], st.seeds)} Here: "

@@ -38,7 +38,7 @@ def toy_image_classifier():
     the world's PNG files hold these very pixels) as static 2-frame clips with ImageNet's normalisation, as
     finetune.py --task imagenet would. About 3 minutes on 2 cores. Returns the model, in eval mode."""
     import torch.nn.functional as F
-    from data import IMAGENET_MEAN, IMAGENET_STD, augment
+    from augment import IMAGENET_MEAN, IMAGENET_STD, augment
     from model import VideoClassifier, make_config
     from toyimages import render, sample_objects
     torch.manual_seed(0)

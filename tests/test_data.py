@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from data import (ClipDataset, ImageClipDataset, augment, authors_split, collate_clips, folder_items,
-                  fraction_subset, headcam_items, image_items, kinetics_items, kshot_indices, make_loader,
-                  sample_crops, ssv2_items)
+from augment import augment, sample_crops
+from data import (ClipDataset, ImageClipDataset, authors_split, collate_clips, folder_items, fraction_subset,
+                  headcam_items, image_items, kinetics_items, kshot_indices, make_loader, ssv2_items)
 from synthetic import read_indices, write_indexed_video
 from video import write_image
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import ClipDataset, augment, fraction_subset, headcam_items
+from augment import augment
+from data import ClipDataset, fraction_subset, headcam_items
 from mask import make_mask, patchify
 from checkpoints import load_model
 from training import StepSampler, learning_rate, load_checkpoint, save_checkpoint

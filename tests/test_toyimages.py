@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import (IMAGENET_MEAN, IMAGENET_STD, OOD_BY_CATEGORY, OOD_CONDITIONS, ImageClipDataset, augment, image_items, ood_items,
-                  parse_ood_name)
+from augment import IMAGENET_MEAN, IMAGENET_STD, augment
+from data import OOD_BY_CATEGORY, OOD_CONDITIONS, ImageClipDataset, image_items, ood_items, parse_ood_name
 from toyimages import (CLASSES, PARAMETRIC, blur, contrast, grey, ood_versions, render, sample_objects,
                        typical_texture)
 from toyshapes import TEXTURES

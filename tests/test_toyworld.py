@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data import (ClipDataset, augment, fraction_subset, headcam_items, kinetics_items, ssv2_items)
+from augment import augment
+from data import ClipDataset, fraction_subset, headcam_items, kinetics_items, ssv2_items
 from model import VideoClassifier, make_config
 from toyworld import (ACTION_PAIRS, KINETICS_CLASSES, action_classes, action_clips, generate, kinetics_clips,
                       render_action)
