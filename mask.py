@@ -75,13 +75,16 @@ def check_ratio(ratio: float) -> None:
         raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
 
 
-def mask_from_hidden(hidden: torch.Tensor) -> Mask:
-    """Turn a boolean (B, L) 'hidden' map into index form. Every row must hide the same number of tokens."""
+def mask_from_hidden(hidden: torch.Tensor, num_keep: Optional[int] = None) -> Mask:
+    """Turn a boolean (B, L) 'hidden' map into index form. Every row must hide the same number of tokens.
+    A caller that knows how many tokens each row keeps passes num_keep: the map is then not checked, because
+    reading a count back from the GPU would stall the CPU until the GPU has caught up (a host sync per step)."""
     B, L = hidden.shape
-    num_hidden = hidden.sum(dim=1)
-    if not bool((num_hidden == num_hidden[0]).all()):
-        raise ValueError("every sample in a batch must hide the same number of tokens")
-    num_keep = L - int(num_hidden[0])
+    if num_keep is None:
+        num_hidden = hidden.sum(dim=1)
+        if not bool((num_hidden == num_hidden[0]).all()):
+            raise ValueError("every sample in a batch must hide the same number of tokens")
+        num_keep = L - int(num_hidden[0])
     if num_keep == 0:
         raise ValueError(f"the mask hides all {L} tokens; the encoder needs at least one visible token")
     # A stable sort of 0 (visible) before 1 (hidden) lists the visible positions first, in ascending order.
@@ -101,7 +104,7 @@ def random_mask(batch: int, grid: Tuple[int, int, int], ratio: float, device=Non
         raise ValueError(f"mask ratio {ratio} keeps no token of {L}")
     noise = torch.rand(batch, L, generator=generator, device=generator.device if generator else device)
     rank = torch.argsort(torch.argsort(noise, dim=1), dim=1)       # (B, L), each token's rank in its row
-    return mask_from_hidden((rank >= num_keep).to(device))
+    return mask_from_hidden((rank >= num_keep).to(device), num_keep)
 
 
 def tube_mask(batch: int, grid: Tuple[int, int, int], ratio: float, device=None,
@@ -116,14 +119,15 @@ def tube_mask(batch: int, grid: Tuple[int, int, int], ratio: float, device=None,
     noise = torch.rand(batch, h * w, generator=generator, device=generator.device if generator else device)
     rank = torch.argsort(torch.argsort(noise, dim=1), dim=1)       # (B, h*w)
     hidden = (rank >= num_keep).unsqueeze(1).expand(batch, t, h * w)  # (B, t, h*w), same in every slot
-    return mask_from_hidden(hidden.reshape(batch, t * h * w).to(device))
+    return mask_from_hidden(hidden.reshape(batch, t * h * w).to(device), t * num_keep)
 
 
 def slots_mask(batch: int, grid: Tuple[int, int, int], hidden_slots: torch.Tensor, device=None) -> Mask:
     """Hide whole time slots: hidden_slots is a boolean (t,) vector, the same for every sample."""
     t, h, w = grid
+    num_keep = (t - int(hidden_slots.sum())) * h * w                      # counted before the slots go to the device
     hidden = hidden_slots.to(device).view(1, t, 1).expand(batch, t, h * w)
-    return mask_from_hidden(hidden.reshape(batch, t * h * w))
+    return mask_from_hidden(hidden.reshape(batch, t * h * w), num_keep)
 
 
 def center_mask(batch: int, grid: Tuple[int, int, int], num_slots: int, device=None) -> Mask:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mask import (center_mask, future_mask, gather_tokens, make_mask, mask_from_restore, patchify,
+from mask import (center_mask, future_mask, gather_tokens, make_mask, mask_from_hidden, mask_from_restore, patchify,
                   random_mask, token_grid, tube_mask, unpatchify)
 
 
@@ -72,6 +72,19 @@ def test_random_mask_keeps_exact_count_differs_per_sample_and_repeats_with_seed(
     assert torch.equal(m.ids_keep, again.ids_keep)
     other = random_mask(4, grid, 0.9, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(m.ids_keep, other.ids_keep)
+
+
+@pytest.mark.parametrize("mask_type", ["random", "tube", "center", "future"])
+def test_masks_made_without_a_host_sync_equal_the_checked_ones(mask_type):
+    # every mask maker tells mask_from_hidden how many tokens a row keeps (so nothing is read back from a GPU);
+    # counting them from the map instead must give the very same indices
+    m = make_mask(mask_type, 3, (8, 4, 4), 0.75 if mask_type in ("random", "tube") else 0.25,
+                  generator=torch.Generator().manual_seed(0) if mask_type in ("random", "tube") else None)
+    checked = mask_from_hidden(m.mask.bool())
+    for told, counted in zip(m, checked):
+        assert torch.equal(told, counted)
+    with pytest.raises(ValueError, match="same number"):
+        mask_from_hidden(torch.tensor([[True, False], [True, True]]))
 
 
 def test_tube_mask_hides_the_same_positions_in_every_time_slot():
