@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from mask import make_mask, patchify, random_mask, unpatchify
+from mask import gather_tokens, make_mask, patchify, random_mask, unpatchify
 from model import MaskedAutoencoder, VideoClassifier, VisionTransformer, make_config, param_groups, training_flops
 
 # A few-thousand-parameter MAE for fast CPU tests: 4 frames of 32x32, 2x8x8 tubes -> a (2, 4, 4) grid of 32 tokens.
@@ -80,6 +80,20 @@ def test_encoder_never_sees_a_masked_token():
         _, pred_b, _ = model(changed, ids_keep=m.ids_keep, ids_restore=m.ids_restore)
     assert latent_a.shape == (2, 1 + m.ids_keep.shape[1], cfg.width)
     assert torch.equal(latent_a, latent_b) and torch.equal(pred_a, pred_b)
+
+
+def test_embedding_only_the_visible_tubes_equals_the_conv3d_on_the_whole_clip():
+    # the patch embedding keeps the released checkpoints' Conv3d weight but is applied to the visible tubes alone;
+    # it must be the very map the Conv3d computes (a wrong weight permutation would load released weights wrongly)
+    cfg, model, video, m = small_mae_video_and_mask(2, 0.75, mask_seed=0)
+    with torch.no_grad():
+        whole = model.patch_embed.proj(video).flatten(2).transpose(1, 2)            # (B, L, D), T-major
+        whole = whole + model.pos_embed(model.pos_embed_spatial, model.pos_embed_temporal)
+        expected = gather_tokens(whole, m.ids_keep)                                 # (B, K, D)
+        got = []                                                                     # the visible tokens' embeddings
+        model.blocks[0].register_forward_pre_hook(lambda module, args: got.append(args[0][:, 1:]))
+        model.forward_features(video, m.ids_keep)
+    torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_loss_is_the_mean_per_token_mse_over_hidden_tokens_only():
