@@ -5,9 +5,10 @@ Benchmarks: how fast each stage runs, measured, and how far that is from the har
     python bench.py e2e -- --data S --data_root /data/saycam_prepared --workers 8            # the real loop
     python bench.py io --videos DIR [--seconds 8]                                            # the input pipeline
 
-`step` times the MAE training step alone on synthetic input, split into forward, backward and optimizer (each
-phase ended by a device sync, so the split adds syncs a real step does not have; the clips/s figure comes from a
-second loop without them). MFU = the analytic training FLOPs per clip (model.training_flops, what `python model.py`
+`step` times the MAE training step alone on synthetic input (a fresh random mask each step, drawn on the device as
+pretrain.py draws it), split into forward, backward and optimizer (each phase ended by a device sync, so the split
+adds syncs a real step does not have; the clips/s figure comes from a second loop without them); --profile N prints
+the N operators that cost the most device time (CPU time on a CPU). A batch that does not fit is reported, not fatal. MFU = the analytic training FLOPs per clip (model.training_flops, what `python model.py`
 prints) x clips/s / the matmul rate measured in the same run on the same device (bf16 on a GPU, fp32 on a CPU).
 When Hugging Face `transformers` is installed (a benchmark-only extra: `pip install transformers`), its
 VideoMAEForPreTraining, configured to the same width, depth, heads, patch, tubelet, frames, mask ratio and decoder
@@ -60,18 +61,17 @@ def matmul_peak(device, dtype, size=None, seconds=1.0) -> float:
     return 2 * size ** 3 * count / (time.perf_counter() - start)
 
 
-def ours(cfg, mask_ratio, batch, device, activation_checkpointing=False):
-    """Our MAE and a step function (video, mask) -> loss, as pretrain.py runs it: AdamW (fused on GPUs) over the
-    paper's parameter groups, gradient clipping."""
+def ours(cfg, device, activation_checkpointing=False):
+    """Our MAE, AdamW (fused on GPUs) over the paper's parameter groups as pretrain.py builds it, and a function
+    (video, mask) -> loss."""
     model = MaskedAutoencoder(cfg).to(device)
     model.activation_checkpointing = activation_checkpointing
     optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
-    masks = make_mask("random", batch, cfg.grid, mask_ratio, device)
-    forward = lambda video: model(video, ids_keep=masks.ids_keep, ids_restore=masks.ids_restore)[0]
+    forward = lambda video, mask: model(video, ids_keep=mask.ids_keep, ids_restore=mask.ids_restore)[0]
     return model, optimizer, forward
 
 
-def theirs(cfg, mask_ratio, batch, device):
+def theirs(cfg, device):
     """Hugging Face's VideoMAEForPreTraining at the same size, with its SDPA attention; None when not installed."""
     try:
         from transformers import VideoMAEConfig, VideoMAEForPreTraining
@@ -86,48 +86,64 @@ def theirs(cfg, mask_ratio, batch, device):
                         attn_implementation="sdpa")
     model = VideoMAEForPreTraining(hf).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
-    hidden = make_mask("random", batch, cfg.grid, mask_ratio, device).mask.bool()       # (B, L), as many per sample
-    forward = lambda video: model(video.transpose(1, 2), bool_masked_pos=hidden).loss  # they take (B, T, C, H, W)
+    # they take the clip as (B, T, C, H, W) and the mask as a boolean (B, L), True = hidden
+    forward = lambda video, mask: model(video.transpose(1, 2), bool_masked_pos=mask.mask.bool()).loss
     return model, optimizer, forward, hf
 
 
-def time_steps(model, optimizer, forward, video, steps, warmup, precision):
-    """Median seconds of forward, backward and optimizer (each phase synced), then of whole unsynced steps."""
+def train_step(model, optimizer, forward, video, precision, grid, mask_ratio, split=False):
+    """One training step as pretrain.py takes it: a fresh random mask drawn on the device, forward under autocast,
+    backward, clipping, AdamW. With split, the device is synced after each phase and the three phases' seconds are
+    returned (the syncs cost a little; the unsplit step has none)."""
     device = video.device
+    marks = [time.perf_counter()]
+
+    def mark():
+        if split:
+            sync(device)
+            marks.append(time.perf_counter())
+    mask = make_mask("random", video.shape[0], grid, mask_ratio, device)
+    with autocast_for(device, precision):
+        loss = forward(video, mask)
+    mark()
+    loss.backward()
+    mark()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    mark()
+    return np.diff(marks)                                                 # (3,) seconds, or empty unsplit
+
+
+def time_steps(step, device, steps, warmup):
+    """Median seconds of forward, backward and optimizer (each phase synced), then of whole unsynced steps."""
     phases = {"forward": [], "backward": [], "optimizer": []}
-
-    def step(split):
-        """One training step; with split, the device is synced after each phase and the times are returned."""
-        marks = [time.perf_counter()]
-
-        def mark():
-            if split:
-                sync(device)
-                marks.append(time.perf_counter())
-        with autocast_for(device, precision):
-            loss = forward(video)
-        mark()
-        loss.backward()
-        mark()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        mark()
-        return np.diff(marks)                                             # (3,) seconds, or empty unsplit
-
     for i in range(warmup + steps):
-        split = step(True)
+        split = step(split=True)
         if i >= warmup:
             for name, seconds in zip(phases, split):
                 phases[name].append(seconds)
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        step(False)
+        step()
     sync(device)
     result = {name: float(np.median(v)) for name, v in phases.items()}
     result["step"] = (time.perf_counter() - start) / steps
     return result
+
+
+def profile_steps(step, device, rows, steps=3):
+    """The `rows` operators that take the most device time (CPU time on a CPU) over a few steps: where time goes."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
 def peak_memory_gb(device):
@@ -139,7 +155,7 @@ def peak_memory_gb(device):
 
 def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, batch=16, steps=10, warmup=3,
                precision="auto", compile=False, compare=True, device="auto", t_patch=None,
-               activation_checkpointing=False):
+               activation_checkpointing=False, profile=0):
     device = Processes(device).device
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     cfg = make_config(preset, img_size=img_size, frames=frames, t_patch=t_patch)
@@ -147,9 +163,9 @@ def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, b
     flops = training_flops(cfg, mask_ratio)
     video = torch.randn(batch, 3, cfg.frames, cfg.img_size, cfg.img_size, device=device)   # (B, 3, T, H, W)
     rows = {}
-    mine = lambda *a: ours(*a, activation_checkpointing=activation_checkpointing)
+    mine = lambda cfg, device: ours(cfg, device, activation_checkpointing)
     for name, build in (("ours", mine), ("transformers", theirs if compare else None)):
-        built = build(cfg, mask_ratio, batch, device) if build else None
+        built = build(cfg, device) if build else None
         if built is None:
             continue
         model, optimizer, forward = built[:3]
@@ -157,21 +173,30 @@ def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, b
             forward = torch.compile(forward)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        times = time_steps(model, optimizer, forward, video, steps, warmup, precision)
+        step = lambda split=False: train_step(model, optimizer, forward, video, precision, cfg.grid, mask_ratio, split)
+        try:
+            times = time_steps(step, device, steps, warmup)
+        except torch.OutOfMemoryError:                                    # does not fit: say so, go on
+            rows[name] = dict(params=sum(p.numel() for p in model.parameters()), out_of_memory=True)
+            del model, optimizer, forward, step
+            torch.cuda.empty_cache()
+            continue
+        if profile and name == "ours":
+            profile_steps(step, device, profile)
         clips_per_s = batch / times["step"]
         rows[name] = dict(params=sum(p.numel() for p in model.parameters()), **{f"{k}_s": v for k, v in times.items()},
                           clips_per_s=clips_per_s, tokens_per_s=clips_per_s * cfg.num_tokens,
                           mfu=flops * clips_per_s / peak, peak_memory_gb=peak_memory_gb(device))
         if name == "transformers":
             rows[name]["config"] = {k: v for k, v in built[3].to_dict().items() if not isinstance(v, dict)}
-        del model, optimizer, forward
+        del model, optimizer, forward, step
     result = {"bench": "step", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"cpu ({torch.get_num_threads()} threads)", "preset": preset, "clip": [cfg.frames, cfg.img_size],
               "tokens": cfg.num_tokens, "mask_ratio": mask_ratio, "batch": batch, "precision": "bf16" if bf16 else
               "fp32", "compile": compile, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
               "activation_checkpointing": activation_checkpointing, "train_gflop_per_clip": flops / 1e9,
               "matmul_peak_tflops": peak / 1e12, **rows}
-    if "transformers" in rows:
+    if "transformers" in rows and not any(r.get("out_of_memory") for r in rows.values()):
         gap = abs(rows["transformers"]["params"] / rows["ours"]["params"] - 1)
         result["param_difference"] = gap
         result["speedup_vs_transformers"] = (rows["ours"]["clips_per_s"] / rows["transformers"]["clips_per_s"]
@@ -187,16 +212,18 @@ def print_step(r):
     print(f"{'model':<14}{'params':>14}{'fwd ms':>9}{'bwd ms':>9}{'opt ms':>9}{'step ms':>9}{'clips/s':>10}"
           f"{'tokens/s':>12}{'MFU':>7}{'peak GB':>9}")
     for name in ("ours", "transformers"):
-        if name in r:
+        if name in r and r[name].get("out_of_memory"):
+            print(f"{name:<14}{r[name]['params']:>14,}  out of memory: this batch does not fit")
+        elif name in r:
             m = r[name]
             print(f"{name:<14}{m['params']:>14,}{1e3 * m['forward_s']:>9.1f}{1e3 * m['backward_s']:>9.1f}"
                   f"{1e3 * m['optimizer_s']:>9.1f}{1e3 * m['step_s']:>9.1f}{m['clips_per_s']:>10.2f}"
                   f"{m['tokens_per_s']:>12,.0f}{m['mfu']:>7.1%}{m['peak_memory_gb']:>9.2f}")
-    if "transformers" in r:
+    if "speedup_vs_transformers" in r:
         ratio = r["speedup_vs_transformers"]
         print(f"parameters differ by {r['param_difference']:.2%}; ours / transformers: "
               + (f"{ratio:.2f}x" if ratio else "not reported (the models differ by more than 1%)"))
-    else:
+    elif "transformers" not in r:
         print("(no side-by-side run: --no_compare, or transformers is not installed)")
 
 # -----------------------------------------------------------------------------
@@ -297,6 +324,7 @@ if __name__ == "__main__":
     p.add_argument("--compile", action="store_true")
     p.add_argument("--activation_checkpointing", action="store_true", help="ours recomputes activations (448^2)")
     p.add_argument("--no_compare", action="store_true", help="skip transformers' VideoMAE even when installed")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="print our N costliest operators (profiler)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
     p = sub.add_parser("e2e", help="pretrain.py's loop on real files beside the step alone (data stalls show)")
@@ -317,7 +345,7 @@ if __name__ == "__main__":
         try:
             result = bench_step(args.preset, args.img_size, args.frames, args.mask_ratio, args.batch, args.steps,
                                 args.warmup, args.precision, args.compile, not args.no_compare, args.device,
-                                activation_checkpointing=args.activation_checkpointing)
+                                activation_checkpointing=args.activation_checkpointing, profile=args.profile)
         except ValueError as e:                                           # an unknown preset, a size that does not tile
             fail(str(e))
     else:

@@ -32,7 +32,8 @@ def test_bench_step_times_a_tiny_training_step_and_appends_a_json_line(tmp_path)
     out = tmp_path / "bench.jsonl"
     out.write_text('{"an": "earlier result"}\n')                         # appended to, not overwritten
     result = subprocess.run([sys.executable, "bench.py", "step", "--preset", "toy", "--img_size", "64", "--batch",
-                             "4", "--steps", "2", "--warmup", "1", "--no_compare", "--out", str(out)], cwd=ROOT,
+                             "4", "--steps", "2", "--warmup", "1", "--no_compare", "--profile", "5", "--out", str(out)],
+                            cwd=ROOT,
                             capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -44,6 +45,7 @@ def test_bench_step_times_a_tiny_training_step_and_appends_a_json_line(tmp_path)
     assert ours["tokens_per_s"] == pytest.approx(128 * ours["clips_per_s"])
     assert lines[1]["train_gflop_per_clip"] == pytest.approx(training_flops(make_config("toy")) / 1e9)
     assert "ours" in result.stdout and "MFU" in result.stdout
+    assert "Self CPU" in result.stdout and "aten::" in result.stdout     # --profile: the costliest operators
 
 
 def test_transformers_videomae_is_built_to_our_size():
