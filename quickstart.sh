@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Quickstart's main job on a fresh machine with only python3: `bash quickstart.sh`.
 # Sets up .venv (setup.sh), writes the toy world to ./toyworld unless it is there (same version), then pretrains a small
-# ST-MAE on the toy child S on the CPU (8.5 minutes on 2 cores) into runs/toy_S. Each part is timed.
+# ST-MAE on the toy child S on the CPU (7 minutes on 2 cores) into runs/toy_S. Each part is timed.
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS=0
