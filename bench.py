@@ -8,14 +8,16 @@ Benchmarks: how fast each stage runs, measured, and how far that is from the har
 `step` times the MAE training step alone on synthetic input (a fresh random mask each step, drawn on the device as
 pretrain.py draws it), split into forward, backward and optimizer (each phase ended by a device sync, so the split
 adds syncs a real step does not have; the clips/s figure comes from a second loop without them); --profile N prints
-the N operators that cost the most device time (CPU time on a CPU). A batch that does not fit is reported, not fatal. MFU = the analytic training FLOPs per clip (model.training_flops, what `python model.py`
-prints) x clips/s / the matmul rate measured in the same run on the same device (bf16 on a GPU, fp32 on a CPU).
-When Hugging Face `transformers` is installed (a benchmark-only extra: `pip install transformers`), its
+the N operators that cost the most device time (CPU time on a CPU). On a GPU, a batch that does not fit is reported
+as out of memory and the run goes on. MFU = the analytic training FLOPs per clip (model.training_flops, what `python
+model.py` prints) x clips/s / the matmul rate measured in the same run on the same device (bf16 on a GPU, fp32 on a
+CPU). When Hugging Face `transformers` is installed (a benchmark-only extra: `pip install transformers`), its
 VideoMAEForPreTraining, configured to the same width, depth, heads, patch, tubelet, frames, mask ratio and decoder
 with SDPA attention, runs the same loop: the ratio ours / theirs is reported only when the parameter counts agree to
-1%. `e2e` runs pretrain.py's own loop on real files and puts its clips/s beside the step alone at the same size:
-the difference is what the loop loses to data loading and the rest. `io` reads random 16-frame clips (3.75 fps, 256x256 canvas) from every video under DIR with one decoder thread
-(clips per second per CPU core), raw and after `prepare`, and times the batched augmentation.
+1%. `e2e` runs pretrain.py's own loop on real files and puts its clips/s beside the step alone at the same size: the
+difference is what the loop loses to data loading and the rest. `io` reads random 16-frame clips (3.75 fps, 256x256
+canvas) from every video under DIR with one decoder thread (clips per second per CPU core), raw and after `prepare`,
+and times the batched augmentation.
 Every part prints a table and appends a JSON line to --out. BENCHMARKS.md holds the figures and their commands.
 """
 
@@ -142,7 +144,7 @@ def profile_steps(step, device, rows, steps=3):
         for _ in range(steps):
             step()
         sync(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
@@ -174,22 +176,25 @@ def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, b
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         step = lambda split=False: train_step(model, optimizer, forward, video, precision, cfg.grid, mask_ratio, split)
+        params = sum(p.numel() for p in model.parameters())
         try:
             times = time_steps(step, device, steps, warmup)
-        except torch.OutOfMemoryError:                                    # does not fit: say so, go on
-            rows[name] = dict(params=sum(p.numel() for p in model.parameters()), out_of_memory=True)
-            del model, optimizer, forward, step
-            torch.cuda.empty_cache()
-            continue
-        if profile and name == "ours":
-            profile_steps(step, device, profile)
-        clips_per_s = batch / times["step"]
-        rows[name] = dict(params=sum(p.numel() for p in model.parameters()), **{f"{k}_s": v for k, v in times.items()},
-                          clips_per_s=clips_per_s, tokens_per_s=clips_per_s * cfg.num_tokens,
-                          mfu=flops * clips_per_s / peak, peak_memory_gb=peak_memory_gb(device))
+        except torch.OutOfMemoryError:                                    # a GPU's "does not fit": say so, go on
+            times = None
+        if times is None:
+            rows[name] = dict(params=params, out_of_memory=True)
+        else:
+            if profile and name == "ours":
+                profile_steps(step, device, profile)
+            clips_per_s = batch / times["step"]
+            rows[name] = dict(params=params, **{f"{k}_s": v for k, v in times.items()}, clips_per_s=clips_per_s,
+                              tokens_per_s=clips_per_s * cfg.num_tokens, mfu=flops * clips_per_s / peak,
+                              peak_memory_gb=peak_memory_gb(device))
         if name == "transformers":
             rows[name]["config"] = {k: v for k, v in built[3].to_dict().items() if not isinstance(v, dict)}
-        del model, optimizer, forward, step
+        del built, model, optimizer, forward, step                        # free this model before the next is built
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     result = {"bench": "step", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"cpu ({torch.get_num_threads()} threads)", "preset": preset, "clip": [cfg.frames, cfg.img_size],
               "tokens": cfg.num_tokens, "mask_ratio": mask_ratio, "batch": batch, "precision": "bf16" if bf16 else

@@ -122,12 +122,14 @@ def tube_mask(batch: int, grid: Tuple[int, int, int], ratio: float, device=None,
     return mask_from_hidden(hidden.reshape(batch, t * h * w).to(device), t * num_keep)
 
 
-def slots_mask(batch: int, grid: Tuple[int, int, int], hidden_slots: torch.Tensor, device=None) -> Mask:
-    """Hide whole time slots: hidden_slots is a boolean (t,) vector, the same for every sample."""
+def slots_mask(batch: int, grid: Tuple[int, int, int], first: int, num_slots: int, device=None) -> Mask:
+    """Hide time slots first .. first + num_slots - 1 in every sample. The map is filled on the device itself, and
+    the kept count is known here, so nothing is copied to or read back from a GPU."""
     t, h, w = grid
-    num_keep = (t - int(hidden_slots.sum())) * h * w                      # counted before the slots go to the device
-    hidden = hidden_slots.to(device).view(1, t, 1).expand(batch, t, h * w)
-    return mask_from_hidden(hidden.reshape(batch, t * h * w), num_keep)
+    slots = torch.zeros(t, dtype=torch.bool, device=device)
+    slots[first:first + num_slots] = True
+    hidden = slots.view(1, t, 1).expand(batch, t, h * w)                # (B, t, h*w)
+    return mask_from_hidden(hidden.reshape(batch, t * h * w), (t - num_slots) * h * w)
 
 
 def center_mask(batch: int, grid: Tuple[int, int, int], num_slots: int, device=None) -> Mask:
@@ -136,10 +138,7 @@ def center_mask(batch: int, grid: Tuple[int, int, int], num_slots: int, device=N
     t = grid[0]
     if not 0 < num_slots < t:
         raise ValueError(f"center mask must hide between 1 and {t - 1} of {t} time slots, got {num_slots}")
-    first = (t - num_slots) // 2
-    slots = torch.zeros(t, dtype=torch.bool)
-    slots[first:first + num_slots] = True
-    return slots_mask(batch, grid, slots, device)
+    return slots_mask(batch, grid, (t - num_slots) // 2, num_slots, device)
 
 
 def future_mask(batch: int, grid: Tuple[int, int, int], num_slots: int, device=None) -> Mask:
@@ -147,9 +146,7 @@ def future_mask(batch: int, grid: Tuple[int, int, int], num_slots: int, device=N
     t = grid[0]
     if not 0 < num_slots < t:
         raise ValueError(f"future mask must hide between 1 and {t - 1} of {t} time slots, got {num_slots}")
-    slots = torch.zeros(t, dtype=torch.bool)
-    slots[t - num_slots:] = True
-    return slots_mask(batch, grid, slots, device)
+    return slots_mask(batch, grid, t - num_slots, num_slots, device)
 
 
 MASK_TYPES = ("random", "tube", "center", "future")

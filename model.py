@@ -186,9 +186,9 @@ def init_sincos(spatial: nn.Parameter, temporal: nn.Parameter, grid) -> None:
 
 
 class VisionTransformer(nn.Module):
-    """The encoder shared by the MAE and the classifier. forward_features(video, ids_keep) embeds the clip into
-    tube tokens, adds position embeddings, keeps only ids_keep (all tokens when None), prepends the class token
-    and runs the blocks. Returns (B, 1 + K, width) after the final LayerNorm; index 0 is the class token."""
+    """The encoder shared by the MAE and the classifier. forward_features(video, ids_keep) cuts the clip into tubes,
+    keeps only ids_keep (all tubes when None), embeds them and adds their position embeddings, prepends the class
+    token and runs the blocks. Returns (B, 1 + K, width) after the final LayerNorm; index 0 is the class token."""
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
@@ -234,7 +234,7 @@ class VisionTransformer(nn.Module):
             tubes, pos = gather_tokens(tubes, ids_keep), gather_tokens(pos, ids_keep)   # (B, K, ...)
         conv = self.patch_embed.proj
         weight = conv.weight.permute(0, 2, 3, 4, 1).flatten(1)           # (D, C, dt, dy, dx) -> (D, token_dim)
-        x = F.linear(tubes, weight, conv.bias) + pos                      # (B, K, D)
+        x = F.linear(tubes, weight, conv.bias) + pos                      # (B, K, D); K = L without a mask
         cls = (self.cls_token + self.pos_embed_class).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)                                    # (B, 1 + K, D)
         x = run_blocks(self.blocks, x, self.activation_checkpointing)

@@ -3,6 +3,7 @@ Linear probe: how much of a task an encoder's frozen features already carry, wit
 
     python probe.py --setting toy --ckpt runs/toy_S/checkpoint.pt      # the toy SSV2-like and Kinetics-like sets
     python probe.py --setting toy --untrained toy                      # the same architecture, never trained
+    python probe.py --setting toy --untrained runs/toy_img/checkpoint.pt   # a checkpoint's architecture, untrained
     python probe.py --task ssv2 --data_root /data/ssv2 --ckpt runs/S/checkpoint.pt --max_per_class 50
 
 Few-shot finetuning (finetune.py) changes every weight, so a good score there does not say whether pretraining put
@@ -11,9 +12,9 @@ each clip's deterministic view (centre clip, centre crop) goes through the froze
 the class token after the final LayerNorm (what a classifier's head sees) and the mean of the other tokens; a
 logistic regression on the standardised features of the training split is scored on the validation split.
 
-The yardstick is the same architecture untrained (--untrained PRESET, seeded): random projections of the pixels
-keep much of what is in them, so a pretrained encoder has learnt something useful for a task only where it beats
-its untrained self. An image model (1 frame) probes each frame and averages the features over the clip's frames.
+The yardstick is the same architecture untrained (--untrained PRESET or CKPT, seeded): random projections of the
+pixels keep much of what is in them, so a pretrained encoder has learnt something useful for a task only where it
+beats its untrained self. An image model (1 frame) probes each frame and averages the features over the clip's frames.
 Results: a table, and a JSON file (--out) with top-1 per task and feature, the chance level and the counts.
 """
 
@@ -28,10 +29,10 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from augment import augment
-from checkpoints import load_model
+from checkpoints import load_model, read_checkpoint
 from data import ClipDataset, kinetics_items, make_loader, ssv2_items
-from model import MaskedAutoencoder, make_config
-from training import Processes, autocast_for, fail, load_checkpoint, parse_with_settings
+from model import VisionTransformer, make_config
+from training import Processes, autocast_for, fail, parse_with_settings
 from video import CLIP_FRAMES
 
 SPLITS = {"ssv2": (ssv2_items, "train", "validation"), "kinetics": (kinetics_items, "train", "val")}
@@ -48,9 +49,10 @@ def parse_args(argv=None):
     p.add_argument("--data_root", default=None, help="the task's folder (one task only)")
     p.add_argument("--world", default=None, help="a toy world: each task's folder is WORLD/<task>")
     p.add_argument("--ckpt", default=None, help="an MAE or classifier checkpoint (ours or the authors' released file)")
-    p.add_argument("--untrained", default=None, metavar="PRESET", help="instead of --ckpt: this preset, untrained")
-    p.add_argument("--patch", type=int, default=None, help="with --untrained: the spatial tube size")
-    p.add_argument("--t_patch", type=int, default=None, help="with --untrained: the temporal tube size")
+    p.add_argument("--untrained", default=None, metavar="PRESET|CKPT", help="instead of --ckpt: this preset's "
+                   "architecture, or this checkpoint's (an image model's too), with fresh seeded weights")
+    p.add_argument("--patch", type=int, default=None, help="with --untrained PRESET: the spatial tube size")
+    p.add_argument("--t_patch", type=int, default=None, help="with --untrained PRESET: the temporal tube size")
     p.add_argument("--max_per_class", type=int, default=None, help="at most this many training clips per class "
                    "(seeded): a probe needs no more than a few hundred")
     p.add_argument("--C", type=float, default=1.0, help="the logistic regression's inverse L2 strength")
@@ -60,32 +62,51 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0, help="the untrained weights and the --max_per_class choice")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="JSON file of the scores (default runs/probe_<name>.json)")
+    p.add_argument("--out", default=None, help="JSON file of the scores (default: probe_<checkpoint name>.json beside "
+                   "the checkpoint; untrained: runs/probe_untrained_<preset or run folder>[_p<patch>][_t<t_patch>]"
+                   "_seed<seed>.json)")
     args = parse_with_settings(p, SETTINGS, argv)
     args.task = args.task.split(",")
     if unknown := [t for t in args.task if t not in SPLITS]:
         p.error(f"--task {','.join(unknown)}: choose from {', '.join(SPLITS)}")
     if (args.ckpt is None) == (args.untrained is None):
         p.error("give one of --ckpt and --untrained")
+    if (args.patch or args.t_patch) and (args.ckpt or os.path.isfile(args.untrained)):
+        p.error("--patch and --t_patch shape an untrained preset; a checkpoint carries its own")
+    if args.max_per_class is not None and args.max_per_class < 1:
+        p.error(f"--max_per_class must be at least 1, got {args.max_per_class}")
     if args.data_root and len(args.task) > 1:
         p.error("--data_root names one task's folder; for several tasks use --world")
     if not args.data_root and not args.world:
         p.error("give --data_root (or --world for a toy world)")
-    name = os.path.splitext(os.path.basename(args.ckpt))[0] if args.ckpt else f"untrained_{args.untrained}"
-    args.out = args.out or os.path.join("runs", f"probe_{name}.json")
+    if args.out is None and args.ckpt:                                    # beside it: runs/x/probe_checkpoint.json
+        stem = os.path.splitext(os.path.basename(args.ckpt))[0]
+        args.out = os.path.join(os.path.dirname(args.ckpt), f"probe_{stem}.json")
+    elif args.out is None:
+        untrained = args.untrained
+        if os.path.isfile(untrained):                                     # runs/x/checkpoint.pt -> x
+            untrained = os.path.basename(os.path.dirname(os.path.abspath(untrained)))
+        tubes = (f"_p{args.patch}" if args.patch else "") + (f"_t{args.t_patch}" if args.t_patch else "")
+        args.out = os.path.join("runs", f"probe_untrained_{untrained}{tubes}_seed{args.seed}.json")
     return args
 
 
 def encoder(args, device):
-    """The frozen encoder: a checkpoint's (its decoder or head unused), or the preset's untrained one."""
+    """The frozen encoder: a checkpoint's (its decoder or head unused), or an untrained one of a preset's or a
+    checkpoint's architecture (the encoder's weights are drawn first, so an MAE of the same seed has the same ones)."""
+    if args.ckpt and not os.path.isfile(args.ckpt):
+        fail(f"--ckpt {args.ckpt}: no such file")
     try:
         if args.ckpt:
-            model = load_model(load_checkpoint(args.ckpt))
+            model = load_model(args.ckpt)                                 # unreadable files: a ValueError naming them
         else:
+            like = os.path.isfile(args.untrained)                         # a checkpoint's architecture, or a preset's
+            cfg = (read_checkpoint(args.untrained)[1] if like else
+                   make_config(args.untrained, patch=args.patch, t_patch=args.t_patch))
             torch.manual_seed(args.seed)
-            model = MaskedAutoencoder(make_config(args.untrained, patch=args.patch, t_patch=args.t_patch))
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        fail(f"{args.ckpt or args.untrained}: {e}")
+            model = VisionTransformer(cfg)
+    except ValueError as e:
+        fail(f"{'--ckpt' if args.ckpt else '--untrained'}: {e}")
     return model.to(device).eval()
 
 
@@ -118,13 +139,16 @@ def features(model, items, args, device, desc):
         cls.append(x[:, 0].view(N, -1, x.shape[-1]).mean(1).cpu())       # (N, D): frames averaged
         mean.append(x[:, 1:].mean(1).view(N, -1, x.shape[-1]).mean(1).cpu())
         labels.append(batch[1])
+    if not labels:
+        fail(f"{desc}: not one of its {len(items)} clips could be read")
     return torch.cat(cls).numpy(), torch.cat(mean).numpy(), torch.cat(labels).numpy()
 
 
-def fit_and_score(train, val, C, seed):
-    """Top-1 of a logistic regression on standardised features (train, val: (features, labels))."""
+def fit_and_score(train, val, C):
+    """Top-1 of a logistic regression on standardised features (train, val: (features, labels)); its solver
+    (L-BFGS) draws nothing at random, so the score is a function of the features alone."""
     scaler = StandardScaler().fit(train[0])
-    classifier = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(scaler.transform(train[0]), train[1])
+    classifier = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(train[0]), train[1])
     return float(classifier.score(scaler.transform(val[0]), val[1]))
 
 
@@ -144,8 +168,8 @@ def main(args):
         cls_va, mean_va, y_va = features(model, val, args, device, f"{task} val")
         result["tasks"][task] = {"classes": len(train.classes), "chance": 1 / len(train.classes),
                                  "num_train": len(y_tr), "num_val": len(y_va),
-                                 "cls_top1": fit_and_score((cls_tr, y_tr), (cls_va, y_va), args.C, args.seed),
-                                 "mean_top1": fit_and_score((mean_tr, y_tr), (mean_va, y_va), args.C, args.seed)}
+                                 "cls_top1": fit_and_score((cls_tr, y_tr), (cls_va, y_va), args.C),
+                                 "mean_top1": fit_and_score((mean_tr, y_tr), (mean_va, y_va), args.C)}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
