@@ -39,7 +39,7 @@ from data import (ClipDataset, ImageClipDataset, authors_split, image_items, kin
                   make_loader, ssv2_items)
 from figures import curves, embedding_panels
 from checkpoints import checkpoint_config, load_model
-from model import VideoClassifier, make_config, param_groups
+from model import VideoClassifier, frame_by_frame, make_config, param_groups
 from training import (Processes, RunLog, StepSampler, autocast_for, fail, generator, learning_rate, load_checkpoint,
                       parse_with_settings, rng_states, save_checkpoint, set_lr, set_rng_states, unwrap)
 
@@ -211,12 +211,9 @@ def predict(model, dataset, args, procs, features=False):
         clips, y = batch[0].to(procs.device), batch[1]                 # (N*V, T, S, S, 3)
         video = augment(clips, train=False, img_size=cfg.img_size, eval_crop=args.eval_crop, mean=mean_std[0],
                         std=mean_std[1])                               # (N*V, 3, T, s, s)
-        N, _, T = video.shape[:3]
-        if cfg.frames == 1 and T > 1:                                  # frame by frame: (N*V*T, 3, 1, s, s)
-            video = video.transpose(1, 2).reshape(N * T, 3, 1, cfg.img_size, cfg.img_size)
+        score = lambda v: (model.features(v) if features else model(v)).float()
         with autocast_for(procs.device, args.precision):
-            out = (model.features(video) if features else model(video)).float()
-        out = out.view(N, -1, out.shape[-1]).mean(1)                  # (N*V, C): frames averaged
+            out = frame_by_frame(score, video, cfg.frames)             # (N*V, C); an image model's frames averaged
         views = 1 if args.task == "imagenet" else args.views
         if not features:
             out = out.softmax(-1).view(-1, views, out.shape[-1]).mean(1).log()   # (N, C): views averaged

@@ -7,7 +7,7 @@ Read mask.py first. The chapter goes:
   2. the transformer block (pre-norm, fused qkv, F.scaled_dot_product_attention, drop path)
   3. VisionTransformer: 3-D patch embedding + separable position embeddings + class token + blocks
   4. MaskedAutoencoder: the encoder sees only visible tokens; a small decoder predicts every hidden pixel
-  5. VideoClassifier: class token -> LayerNorm -> dropout -> linear
+  5. VideoClassifier: class token -> LayerNorm -> dropout -> linear (and an image model scored frame by frame)
   6. AdamW parameter groups with layer-wise lr decay
   7. `python model.py`: a table of the presets, their parameters and training FLOPs, computed
 Parameter names follow the authors' released checkpoints, so their weights load with one small conversion
@@ -332,6 +332,16 @@ class VideoClassifier(VisionTransformer):
 
     def forward(self, video):
         return self.head(self.dropout(self.features(video)))             # (B, num_classes)
+
+
+def frame_by_frame(fn, video: torch.Tensor, model_frames: int) -> torch.Tensor:
+    """fn(video) for a model that takes clips; for an image model (model_frames == 1) given a clip of T frames,
+    fn on each frame alone and its outputs averaged over the frames: how the paper scores S-Img on video."""
+    N, C, T, H, W = video.shape
+    if model_frames != 1 or T == 1:
+        return fn(video)
+    out = fn(video.transpose(1, 2).reshape(N * T, C, 1, H, W))         # (N*T, ...): each frame an image
+    return out.view(N, T, *out.shape[1:]).mean(1)                       # (N, ...)
 
 # -----------------------------------------------------------------------------
 # 6. optimizer parameter groups

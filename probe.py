@@ -31,7 +31,7 @@ from tqdm import tqdm
 from augment import augment
 from checkpoints import load_model, read_checkpoint
 from data import ClipDataset, kinetics_items, make_loader, ssv2_items
-from model import VisionTransformer, make_config
+from model import VisionTransformer, frame_by_frame, make_config
 from training import Processes, autocast_for, fail, parse_with_settings
 from video import CLIP_FRAMES
 
@@ -131,13 +131,10 @@ def features(model, items, args, device, desc):
         if batch is None:                                                 # every clip of it unreadable
             continue
         video = augment(batch[0].to(device), train=False, img_size=cfg.img_size, eval_crop=args.eval_crop)
-        N, _, T = video.shape[:3]                                         # (N, 3, T, s, s)
-        if cfg.frames == 1:                                               # frame by frame: (N*T, 3, 1, s, s)
-            video = video.transpose(1, 2).reshape(N * T, 3, 1, cfg.img_size, cfg.img_size)
-        with autocast_for(device):
-            x = model.forward_features(video).float()                     # (N or N*T, 1 + L, D)
-        cls.append(x[:, 0].view(N, -1, x.shape[-1]).mean(1).cpu())       # (N, D): frames averaged
-        mean.append(x[:, 1:].mean(1).view(N, -1, x.shape[-1]).mean(1).cpu())
+        with autocast_for(device):                                        # video: (N, 3, T, s, s)
+            x = frame_by_frame(lambda v: model.forward_features(v).float(), video, cfg.frames)   # (N, 1 + L, D)
+        cls.append(x[:, 0].cpu())                                         # (N, D)
+        mean.append(x[:, 1:].mean(1).cpu())                               # (N, D)
         labels.append(batch[1])
     if not labels:
         fail(f"{desc}: not one of its {len(items)} clips could be read")

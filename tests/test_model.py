@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mask import gather_tokens, make_mask, patchify, random_mask, unpatchify
-from model import MaskedAutoencoder, VideoClassifier, VisionTransformer, make_config, param_groups, training_flops
+from model import (MaskedAutoencoder, VideoClassifier, VisionTransformer, frame_by_frame, make_config, param_groups,
+                   training_flops)
 
 # A few-thousand-parameter MAE for fast CPU tests: 4 frames of 32x32, 2x8x8 tubes -> a (2, 4, 4) grid of 32 tokens.
 SMALL = dict(width=32, depth=2, heads=2, patch=8, img_size=32, frames=4, decoder_width=32, decoder_depth=1,
@@ -94,6 +95,17 @@ def test_embedding_only_the_visible_tubes_equals_the_conv3d_on_the_whole_clip():
         model.blocks[0].register_forward_pre_hook(lambda module, args: got.append(args[0][:, 1:]))
         model.forward_features(video, m.ids_keep)
     torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_image_model_scores_a_clip_frame_by_frame_and_averages():
+    torch.manual_seed(0)
+    image = VideoClassifier(small_cfg(frames=1, t_patch=1, num_classes=3)).eval()
+    clip = torch.randn(2, 3, 4, 32, 32)                                   # (N, C, T, H, W)
+    with torch.no_grad():
+        each_frame = torch.stack([image(clip[:, :, t:t + 1]) for t in range(4)], dim=1)   # (N, T, 3)
+        torch.testing.assert_close(frame_by_frame(image, clip, 1), each_frame.mean(1))
+        video_model = VideoClassifier(small_cfg(num_classes=3)).eval()   # a clip model gets the clip as it is
+        assert torch.equal(frame_by_frame(video_model, clip, 4), video_model(clip))
 
 
 def test_loss_is_the_mean_per_token_mse_over_hidden_tokens_only():
