@@ -79,6 +79,8 @@ def parse_args(argv=None):
                    "authors' released file), or 'scratch'")
     p.add_argument("--preset", default="huge_patch14", help="the architecture when --init scratch")
     p.add_argument("--img_size", type=int, default=224, help="when --init scratch (checkpoints carry theirs)")
+    p.add_argument("--patch", type=int, default=None, help="spatial patch size when --init scratch (default: the "
+                   "preset's)")
     p.add_argument("--t_patch", type=int, default=2, help="when --init scratch (1 with --frames 1: an image model)")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--drop_path", type=float, default=0.1)
@@ -109,6 +111,8 @@ def parse_args(argv=None):
     args = parse_with_settings(p, SETTINGS, argv)
     if args.data_root is None and args.world:
         args.data_root = os.path.join(args.world, args.task)
+    if args.patch is not None and args.init != "scratch":
+        p.error("--patch is for --init scratch: a checkpoint carries its own patch size")
     if args.data_root is None:
         p.error(f"--task {args.task} needs --data_root (or --world for a toy world)")
     args.out = args.out or os.path.join("runs", f"ft_{args.task}_{args.shots.replace('%', 'pct')}_seed{args.seed}")
@@ -175,7 +179,7 @@ def build_model(args, num_classes):
     if args.init == "scratch":
         torch.manual_seed(args.seed)
         return VideoClassifier(make_config(args.preset, img_size=args.img_size, frames=args.frames,
-                                           t_patch=args.t_patch, **heads)), "scratch"
+                                           t_patch=args.t_patch, patch=args.patch, **heads)), "scratch"
     ckpt = load_checkpoint(args.init)
     kind = ckpt.get("config", {}).get("kind", "released")
     torch.manual_seed(args.seed)                                      # the new head's start

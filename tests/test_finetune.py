@@ -35,6 +35,14 @@ def test_layer_decay_gives_the_head_the_full_lr_and_the_patch_embedding_the_leas
     assert decay_of["head.weight"] == 1e-4 and decay_of["head.bias"] == 0 and decay_of["pos_embed_spatial"] == 0
 
 
+def test_a_scratch_model_takes_the_patch_size_it_is_given():
+    args = finetune.parse_args(["--setting", "toy", "--world", "toyworld", "--task", "imagenet", "--frames", "2",
+                                "--patch", "8"])
+    model, kind = finetune.build_model(args, num_classes=16)
+    assert kind == "scratch" and model.cfg.patch == 8 and model.cfg.grid == (1, 8, 8)
+    assert model(torch.zeros(2, 3, 2, 64, 64)).shape == (2, 16)
+
+
 def test_scores_match_an_independent_computation():
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(300, 12, generator=g), torch.randint(0, 12, (300,), generator=g)
@@ -88,7 +96,8 @@ def test_the_authors_split_trains_on_their_videos_and_selects_outside_them_in_th
 def test_bad_input_stops_with_one_line_naming_it(toy_world, tmp_path, capsys):
     for flags, words in ((["--init", str(tmp_path / "missing.pt")], "missing.pt"),
                          (["--subset", "Not a class"], "Not a class"),
-                         (["--shots", "500"], "500")):
+                         (["--shots", "500"], "500"),
+                         (["--init", str(tmp_path / "any.pt"), "--patch", "8"], "--patch")):
         with pytest.raises(SystemExit):
             run(toy_world[0], tmp_path / "run", "--task", "ssv2", *flags)
         assert words in capsys.readouterr().err
