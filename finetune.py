@@ -177,9 +177,13 @@ def build_model(args, num_classes):
     differ (an MAE always)."""
     heads = dict(num_classes=num_classes, dropout=args.dropout, drop_path=args.drop_path)
     if args.init == "scratch":
+        try:
+            cfg = make_config(args.preset, img_size=args.img_size, frames=args.frames, t_patch=args.t_patch,
+                              patch=args.patch, **heads)
+        except ValueError as e:                                        # name the flags that shape a scratch model
+            raise ValueError(f"--init scratch (--preset, --img_size, --frames, --patch, --t_patch): {e}") from None
         torch.manual_seed(args.seed)
-        return VideoClassifier(make_config(args.preset, img_size=args.img_size, frames=args.frames,
-                                           t_patch=args.t_patch, patch=args.patch, **heads)), "scratch"
+        return VideoClassifier(cfg), "scratch"
     ckpt = load_checkpoint(args.init)
     kind = ckpt.get("config", {}).get("kind", "released")
     torch.manual_seed(args.seed)                                      # the new head's start

@@ -33,8 +33,8 @@ def test_bench_step_times_a_tiny_training_step_and_appends_a_json_line(tmp_path)
     out.write_text('{"an": "earlier result"}\n')                         # appended to, not overwritten
     result = subprocess.run([sys.executable, "bench.py", "step", "--preset", "toy", "--img_size", "64", "--batch",
                              "4", "--steps", "2", "--warmup", "1", "--no_compare", "--profile", "5",
-                             "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
+                             "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 2 and lines[0] == {"an": "earlier result"}
