@@ -324,7 +324,13 @@ class ClipDataset(Dataset):
         if self.cache is not None or (not self.train and R > 1):         # clips cut from the whole file's frames
             frames = self.whole(path)
             room = len(frames) - T                                       # the latest start
-            starts = rng.integers(0, room + 1, size=R) if self.train else (room * (np.arange(R) + 0.5) / R).astype(int)
+            if not self.train:
+                starts = (room * (np.arange(R) + 0.5) / R).astype(int)
+            elif self.repeat_mode == "crops":                            # one window, R views (cropped later)
+                start = rng.integers(0, room + 1)
+                return np.broadcast_to(frames[start:start + T], (R, T, *frames.shape[1:]))
+            else:
+                starts = rng.integers(0, room + 1, size=R)
             return np.stack([frames[s:s + T] for s in starts])
         if not self.train:
             return read_clip(path, T, self.fps, "center", size=self.size)[None]

@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--repeat_mode", default="crops", choices=("crops", "windows"),
                    help="crops: R crops of one 4.3 s window; windows: R random windows of one decoded minute")
     p.add_argument("--workers", type=int, default=8, help="data loading processes per GPU")
+    p.add_argument("--cache", action="store_true", help="keep every decoded video in memory (each file is decoded "
+                   "once): for small datasets such as the toy world, never for real ones")
     # model
     p.add_argument("--preset", default="huge_patch14")
     p.add_argument("--patch", type=int, default=None, help="spatial patch size (default: the preset's)")
@@ -215,7 +217,7 @@ def main(args):
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     dataset = ClipDataset(items, train=True, repeats=args.repeats, repeat_mode=args.repeat_mode,
-                          num_frames=args.frames, size=args.canvas)
+                          num_frames=args.frames, size=args.canvas, cache=args.cache)
     sampler = StepSampler(len(items), args.batch_videos, procs.rank, procs.world, args.seed, start_step * args.accum)
     batches = iter(make_loader(dataset, args.batch_videos, shuffle=False, workers=args.workers, sampler=sampler))
     log = RunLog(os.path.join(args.out, "log.jsonl"), procs.main, start_step if resume else None)

@@ -121,6 +121,22 @@ def test_clip_dataset_repeats_crops_or_windows_and_evaluates_the_centre(root):
     assert frames.shape == (3, 1, 256, 256, 3)
 
 
+def test_a_cached_dataset_decodes_each_file_once_and_keeps_the_repeat_mode(root, monkeypatch):
+    import data
+    items = headcam_items(root / "saycam", "S").select([0])
+    crops = ClipDataset(items, train=True, repeats=4, cache=True)
+    clips, _ = crops[(0, 1)]                                            # (index, seed), as the StepSampler asks
+    assert clips.shape == (4, 16, 256, 256, 3) and all(torch.equal(clips[0], c) for c in clips)
+    assert np.all(np.diff(read_indices(clips[0].numpy())) == 8)        # 3.75 fps from 30 fps
+    monkeypatch.setattr(data, "read_frames", lambda *a, **k: pytest.fail("decoded a cached file again"))
+    starts = {read_indices(crops[(0, seed)][0][0].numpy())[0] for seed in range(20)}
+    assert len(starts) > 3                                              # random windows, all from memory
+    windows = ClipDataset(items, train=True, repeats=6, repeat_mode="windows", cache=True)
+    windows.cache = crops.cache                                         # the same decoded frames
+    firsts = [read_indices(c.numpy())[0] for c in windows[(0, 2)][0]]
+    assert len(set(firsts)) > 1                                         # R windows, not R copies of one
+
+
 def test_image_folders_become_static_clips(root):
     items = image_items(root / "imagenet", "train")
     assert items.classes == ["cat", "dog"] and list(items.labels) == [0] * 4 + [1] * 4
