@@ -291,8 +291,9 @@ class ClipDataset(Dataset):
     (repeat_mode='crops': augment() then crops each differently; the authors' later code) or R random windows of
     one decoded stretch of up to `span_seconds` (repeat_mode='windows'; their earlier code). train=False: the
     centre clip, or `views` clips spread evenly over the video (multi-view evaluation). num_frames=1 gives single
-    frames, for the image-MAE baseline. cache=True keeps each file's frames in memory once decoded (for few-shot
-    sets of short clips, which would otherwise be decoded again every epoch)."""
+    frames, for the image-MAE baseline. cache=True keeps each file's frames in memory once decoded (few-shot sets,
+    the toy world: small data that would otherwise be decoded again every epoch); clips are then cut from the whole
+    file's frames, in either repeat mode."""
 
     def __init__(self, items: Items, train=True, repeats=1, repeat_mode="crops", num_frames=CLIP_FRAMES,
                  fps=SAMPLE_FPS, size=CANVAS, span_seconds=60.0, views=1, cache=False):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import data
 from augment import augment, sample_crops
 from data import (ClipDataset, ImageClipDataset, authors_split, collate_clips, folder_items, fraction_subset,
                   headcam_items, image_items, kinetics_items, kshot_indices, make_loader, ssv2_items)
@@ -122,7 +123,6 @@ def test_clip_dataset_repeats_crops_or_windows_and_evaluates_the_centre(root):
 
 
 def test_a_cached_dataset_decodes_each_file_once_and_keeps_the_repeat_mode(root, monkeypatch):
-    import data
     items = headcam_items(root / "saycam", "S").select([0])
     crops = ClipDataset(items, train=True, repeats=4, cache=True)
     clips, _ = crops[(0, 1)]                                            # (index, seed), as the StepSampler asks
