@@ -328,11 +328,10 @@ class ClipDataset(Dataset):
             if not self.train:
                 starts = (room * (np.arange(R) + 0.5) / R).astype(int)
             elif self.repeat_mode == "crops":                            # one window, R views (cropped later)
-                start = rng.integers(0, room + 1)
-                return np.broadcast_to(frames[start:start + T], (R, T, *frames.shape[1:]))
+                starts = np.full(R, rng.integers(0, room + 1))
             else:
                 starts = rng.integers(0, room + 1, size=R)
-            return np.stack([frames[s:s + T] for s in starts])
+            return np.stack([frames[s:s + T] for s in starts])              # (R, T, S, S, 3)
         if not self.train:
             return read_clip(path, T, self.fps, "center", size=self.size)[None]
         if self.repeat_mode == "crops":

@@ -65,7 +65,7 @@ def parse_args(argv=None):
                    help="crops: R crops of one 4.3 s window; windows: R random windows of one decoded minute")
     p.add_argument("--workers", type=int, default=8, help="data loading processes per GPU")
     p.add_argument("--cache", action="store_true", help="keep every decoded video in memory (each file is decoded "
-                   "once): for small datasets such as the toy world, never for real ones")
+                   "once; one copy per worker process): for small datasets such as the toy world, never for real ones")
     # model
     p.add_argument("--preset", default="huge_patch14")
     p.add_argument("--patch", type=int, default=None, help="spatial patch size (default: the preset's)")
