@@ -331,7 +331,7 @@ class ClipDataset(Dataset):
                 starts = np.full(R, rng.integers(0, room + 1))
             else:
                 starts = rng.integers(0, room + 1, size=R)
-            return np.stack([frames[s:s + T] for s in starts])              # (R, T, S, S, 3)
+            return np.stack([frames[s:s + T] for s in starts])           # (R, T, S, S, 3)
         if not self.train:
             return read_clip(path, T, self.fps, "center", size=self.size)[None]
         if self.repeat_mode == "crops":
