@@ -41,7 +41,7 @@ def losses(folder):
     return [json.loads(line) for line in open(os.path.join(folder, "log.jsonl"))]
 
 
-@pytest.mark.slow                       # pretrains the session's tiny MAE (about 6 minutes)
+@pytest.mark.slow                       # pretrains the session's tiny MAE (about 4 minutes)
 def test_the_pretrained_mae_beats_the_best_constant_predictor_on_held_out_clips(tiny_mae, toy_world):
     """Masked-token loss on held-out clips at most 0.6x that of the per-position mean of the training clips."""
     videos = headcam_items(toy_world[0] / "saycam", "S")
