@@ -69,6 +69,8 @@ def parse_args(argv=None):
     # model
     p.add_argument("--preset", default="huge_patch14")
     p.add_argument("--patch", type=int, default=None, help="spatial patch size (default: the preset's)")
+    p.add_argument("--decoder_heads", type=int, default=None, help="the decoder's attention heads (default: the "
+                   "preset's)")
     p.add_argument("--img_size", type=int, default=224)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--t_patch", type=int, default=2)
@@ -181,7 +183,11 @@ def main(args):
         items = pretraining_items(args)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    cfg = make_config(args.preset, patch=args.patch, img_size=args.img_size, frames=args.frames, t_patch=args.t_patch)
+    try:
+        cfg = make_config(args.preset, patch=args.patch, img_size=args.img_size, frames=args.frames,
+                          t_patch=args.t_patch, decoder_heads=args.decoder_heads)
+    except ValueError as e:
+        fail(f"--preset {args.preset} with these flags: {e}")
     torch.manual_seed(args.seed)                                            # the same initial weights on every rank
     model = MaskedAutoencoder(cfg).to(device)
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")

@@ -137,6 +137,7 @@ def test_two_gloo_processes_make_the_update_of_one_process_on_both_batches(toy_w
     (["--data", "EMPTY"], "no files found"),
     (["--resume", "missing.pt"], "no checkpoint at missing.pt"),
     (["--setting", "toy,nope"], "--setting 'nope'"),
+    (["--decoder_heads", "3"], "decoder heads 3"),                       # 64 wide: 3 heads do not divide it
 ])
 def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(flags, message, toy_world, tmp_path):
     (tmp_path / "empty").mkdir()
@@ -144,6 +145,12 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(flags, message, toy_w
     result = run(*toy_args(toy_world[0], tmp_path / "out"), *flags, "--steps", "1", check=False)
     assert result.returncode != 0
     assert message in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_the_decoder_heads_flag_reaches_the_checkpoint(toy_world, tmp_path):
+    run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "1", "--decoder_heads", "1"))
+    model = load_model(str(tmp_path / "out" / "checkpoint.pt"))
+    assert model.cfg.decoder_heads == 1 and model.decoder_blocks[0].attn.heads == 1
 
 
 def test_a_diverging_loss_stops_the_run_without_a_poisoned_checkpoint(toy_world, tmp_path):
