@@ -31,7 +31,7 @@ from data import CHILDREN, ClipDataset, Items, fraction_subset, headcam_items, k
 from figures import completion_rows, curves
 from mask import make_mask
 from checkpoints import checkpoint_config
-from model import MaskedAutoencoder, make_config, param_groups, training_flops
+from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
 from training import (Processes, RunLog, StepSampler, fail, generator, learning_rate, load_checkpoint,
                       parse_with_settings, rng_states, save_checkpoint, set_lr, unwrap)
 from video import find_videos
@@ -205,6 +205,11 @@ def main(args):
     try:
         if resume:
             state = load_checkpoint(resume, device)
+            # some fields (the heads) leave the weights' shapes alone: a mismatch would load without complaint
+            differs = [f"{k} {v} (this run: {getattr(cfg, k)})" for k, v in state.get("config", {}).items()
+                       if k in ViTConfig.__dataclass_fields__ and v != getattr(cfg, k)]
+            if differs:
+                fail(f"--resume {resume} holds another model: {', '.join(differs)}; give the flags it was made with")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
