@@ -176,6 +176,17 @@ def figure_clip(items, args, cfg, device):
 # the run
 
 
+def check_same_model(flag, state, cfg):
+    """Stop unless a checkpoint (--resume or --init) was made for the model these flags build. The head counts change
+    no weight's shape, so a mismatch there would load without complaint and compute something else. pos_init is left
+    out: it only sets starting values, which the loaded weights replace. A file without our config is not checked."""
+    differs = [f"{k} {v} (this run: {getattr(cfg, k)})" for k, v in state.get("config", {}).items()
+               if k in ViTConfig.__dataclass_fields__ and k != "pos_init" and v != getattr(cfg, k)]
+    if differs:
+        fail(f"{flag} holds another model: {', '.join(differs)}; give the flags it was made with")
+
+
+
 def main(args):
     procs = Processes(args.device)
     device = procs.device
@@ -205,11 +216,7 @@ def main(args):
     try:
         if resume:
             state = load_checkpoint(resume, device)
-            # some fields (the heads) leave the weights' shapes alone: a mismatch would load without complaint
-            differs = [f"{k} {v} (this run: {getattr(cfg, k)})" for k, v in state.get("config", {}).items()
-                       if k in ViTConfig.__dataclass_fields__ and v != getattr(cfg, k)]
-            if differs:
-                fail(f"--resume {resume} holds another model: {', '.join(differs)}; give the flags it was made with")
+            check_same_model(f"--resume {resume}", state, cfg)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -218,7 +225,9 @@ def main(args):
                 procs.print(f"note: {resume} was trained with {state.get('global_videos')} videos per step, this run "
                             f"takes {global_videos}: the data order will differ from the original run's")
         elif args.init:
-            model.load_state_dict(load_checkpoint(args.init, device)["model"])
+            state = load_checkpoint(args.init, device)
+            check_same_model(f"--init {args.init}", state, cfg)
+            model.load_state_dict(state["model"])
     except FileNotFoundError as e:
         fail(str(e))
     model.activation_checkpointing = args.activation_checkpointing

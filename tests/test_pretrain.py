@@ -147,13 +147,16 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(flags, message, toy_w
     assert message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
-def test_the_decoder_heads_flag_reaches_the_checkpoint_and_a_resume_must_match_it(toy_world, tmp_path):
+def test_the_decoder_heads_flag_reaches_the_checkpoint_and_a_resume_or_init_must_match_it(toy_world, tmp_path):
     run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "1", "--decoder_heads", "1"))
     model = load_model(str(tmp_path / "out" / "checkpoint.pt"))
     assert model.cfg.decoder_heads == 1 and model.decoder_blocks[0].attn.heads == 1
     # the same weights' shapes with 4 heads: without the check they would load and mean something else
-    result = run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "2", "--resume", "auto"), check=False)
-    assert result.returncode != 0 and "decoder_heads 1 (this run: 4)" in result.stderr.strip().splitlines()[-1]
+    refused_init = ["--init", str(tmp_path / "out" / "checkpoint.pt"), "--out", str(tmp_path / "b")]
+    for flags in (["--resume", "auto"], refused_init):
+        result = run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "2"), *flags, check=False)
+        assert result.returncode != 0 and "decoder_heads 1 (this run: 4)" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "b").exists()                                   # nothing written for a refused --init
 
 
 def test_a_diverging_loss_stops_the_run_without_a_poisoned_checkpoint(toy_world, tmp_path):
