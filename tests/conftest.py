@@ -35,6 +35,20 @@ def tiny_mae(toy_world, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def action_models():
+    """A video classifier and a single-frame classifier trained from scratch on the same toy action clips (rendered
+    in memory by the renderer that writes the world's SSV2-like files): their logits on 280 validation clips, and those clips'
+    labels (classes in action_classes() order). About 4 minutes on 2 cores; test_toyworld and test_finetune share it."""
+    from test_toyworld import VIDEO_STEPS, train_classifier
+    from toyworld import action_clips
+    frames, labels = action_clips(2000, torch.Generator().manual_seed(1))
+    val_frames, val_labels = action_clips(280, torch.Generator().manual_seed(2))
+    video = train_classifier(frames, labels, val_frames, steps=VIDEO_STEPS)
+    image = train_classifier(frames, labels, val_frames, steps=300, single_frames=True)
+    return video, image, val_labels
+
+
+@pytest.fixture(scope="session")
 def toy_image_classifier():
     """One toy classifier per test session, trained from scratch on the ImageNet-like objects (rendered in memory:
     the world's PNG files hold these very pixels) as static 2-frame clips with ImageNet's normalisation, as

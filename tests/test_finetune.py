@@ -10,6 +10,7 @@ from checkpoints import load_model
 from data import image_items, ssv2_items
 from model import MaskedAutoencoder, VideoClassifier, make_config, param_groups
 from test_toyworld import within_pair_accuracy
+from toyworld import action_classes
 from training import set_lr
 
 RESULT_FIELDS = {"task", "shots", "seed", "init", "init_kind", "image_model", "classes", "subset", "num_train",
@@ -151,7 +152,7 @@ def image_mae(toy_world, tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_image_model_is_a_coin_flip_within_mirror_pairs_but_reads_kinetics_from_frames(toy_world, image_mae,
-                                                                                            tmp_path):
+                                                                                            action_models, tmp_path):
     ssv2 = run(toy_world[0], tmp_path / "img_ssv2", "--task", "ssv2", "--shots", "all", "--init", str(image_mae))
     assert ssv2["image_model"]
     saved = np.load(tmp_path / "img_ssv2" / "predictions.npz")
@@ -160,10 +161,10 @@ def test_the_image_model_is_a_coin_flip_within_mirror_pairs_but_reads_kinetics_f
     kinetics = run(toy_world[0], tmp_path / "img_kinetics", "--task", "kinetics", "--shots", "all",
                    "--init", str(image_mae))
     assert kinetics["last"]["top1"] > 3 / len(kinetics["classes"]), kinetics["last"]     # chance is 1/8
-    video = run(toy_world[0], tmp_path / "video_ssv2", "--task", "ssv2", "--shots", "all")
-    saved = np.load(tmp_path / "video_ssv2" / "predictions.npz")
-    pairs = within_pair_accuracy(saved["last_log_probs"], saved["labels"], video["classes"])
-    # the video model tells the order (measured 0.70; with 20 epochs instead of 40 it was still at 0.44)
+    # The video model: the session's classifier trained from scratch on the same toy actions (test_toyworld's; it
+    # tells the order, 0.87 within pairs). finetune.py's own video path on this set is the next test's.
+    video, _, labels = action_models
+    pairs = within_pair_accuracy(video, labels, action_classes())
     assert np.mean(pairs) >= 0.6 and np.mean(pairs) > np.mean(image_pairs) + 0.15, (pairs, image_pairs)
 
 

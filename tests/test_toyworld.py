@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from augment import augment
 from data import ClipDataset, fraction_subset, headcam_items, kinetics_items, ssv2_items
 from model import VideoClassifier, make_config
-from toyworld import (ACTION_PAIRS, KINETICS_CLASSES, action_classes, action_clips, generate, kinetics_clips,
-                      render_action)
+from toyworld import ACTION_PAIRS, KINETICS_CLASSES, action_classes, generate, kinetics_clips, render_action
 from video import video_info
 
 VIDEO_STEPS = 600       # the small-budget guard of the learnability claim (the README gives the full run)
@@ -134,17 +133,6 @@ def within_pair_accuracy(logits, labels, classes):
         pick = np.where(logits[rows, i] > logits[rows, j], i, j)
         accuracies.append(float(np.mean(pick == labels[rows])))
     return accuracies
-
-
-@pytest.fixture(scope="module")
-def action_models():
-    """A video classifier and a single-frame classifier trained from scratch on the same toy action clips."""
-    torch.set_num_threads(2)
-    frames, labels = action_clips(2000, torch.Generator().manual_seed(1))
-    val_frames, val_labels = action_clips(280, torch.Generator().manual_seed(2))
-    video = train_classifier(frames, labels, val_frames, steps=VIDEO_STEPS)
-    image = train_classifier(frames, labels, val_frames, steps=300, single_frames=True)
-    return video, image, val_labels
 
 
 @pytest.mark.slow
