@@ -37,8 +37,9 @@ def tiny_mae(toy_world, tmp_path_factory):
 @pytest.fixture(scope="session")
 def action_models():
     """A video classifier and a single-frame classifier trained from scratch on the same toy action clips (rendered
-    in memory by the renderer that writes the world's SSV2-like files): their logits on 280 validation clips, and those clips'
-    labels (classes in action_classes() order). About 4 minutes on 2 cores; test_toyworld and test_finetune share it."""
+    in memory by the renderer that writes the world's SSV2-like files): their logits on 280 validation clips, and
+    those clips' labels (classes in action_classes() order). About 3.5 minutes on 2 cores; test_toyworld and
+    test_finetune share it."""
     from test_toyworld import VIDEO_STEPS, train_classifier
     from toyworld import action_clips
     frames, labels = action_clips(2000, torch.Generator().manual_seed(1))

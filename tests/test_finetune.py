@@ -128,12 +128,13 @@ def test_a_resumed_run_ends_with_the_same_weights_and_writes_the_documented_resu
 
 
 def test_the_shipped_toy_mae_is_the_readmes_long_run_and_loads():
-    """assets/toy_mae_S.pt holds the model, config, flags and step of the README's 7,200-step toy run, nothing more."""
+    """assets/toy_mae_S.pt holds the model, config, flags and step of the README's 7,200-step toy run, nothing more
+    (the run set one decoder head in code, before pretrain.py had --decoder_heads: its config records it)."""
     ckpt = torch.load(SHIPPED_MAE, map_location="cpu", weights_only=False)
     args = ckpt["args"]
     assert set(ckpt) == {"model", "config", "args", "step"} and ckpt["step"] == args["steps"] == 7200
-    assert (args["setting"], args["data"], args["lr"], args["mask_ratio"], args["cache"]) == ("toy", "toy", 3e-3, 0.75,
-                                                                                                True)
+    flags = (args["setting"], args["data"], args["lr"], args["mask_ratio"], args["cache"])
+    assert flags == ("toy", "toy", 3e-3, 0.75, True)
     model = load_model(SHIPPED_MAE)                                       # strict: every key, every shape
     assert isinstance(model, MaskedAutoencoder) and model.cfg == make_config("toy", decoder_heads=1)
 
@@ -170,11 +171,12 @@ def test_the_image_model_is_a_coin_flip_within_mirror_pairs_but_reads_kinetics_f
 
 @pytest.mark.slow
 def test_a_toy_pretrained_mae_beats_scratch_on_each_of_two_seeds(toy_world, tmp_path):
-    """The shipped toy MAE (assets/toy_mae_S.pt, made by the README's 7,200-step command) against scratch, both
-    finetuned 10-shot on the SSV2-like set for 20 epochs (80 steps: half the toy setting's budget, to fit CI) and scored
-    at their last step (no selection set: the same budget, nothing chosen). On this test's world (84 validation clips,
-    14 classes) we measured top-1 / top-5 of 17.9 / 56.0 against 13.1 / 39.3 (seed 0) and 10.7 / 46.4 against
-    3.6 / 29.8 (seed 1); with the full 40 epochs, 19.0 / 61.9 against 10.7 / 40.5 and 19.0 / 59.5 against 7.1 / 39.3."""
+    """The shipped toy MAE (assets/toy_mae_S.pt: the 7,200-step run of the README's Few-shot section) against
+    scratch, both finetuned 10-shot on the SSV2-like set for 20 epochs (80 steps: half the toy setting's budget, to fit
+    CI) and scored at their last step (no selection set: the same budget, nothing chosen). On this test's world (84
+    validation clips, 14 classes) we measured top-1 / top-5 of 17.9 / 56.0 against 13.1 / 39.3 (seed 0) and
+    10.7 / 46.4 against 3.6 / 29.8 (seed 1); with the full 40 epochs, 19.0 / 61.9 against 10.7 / 40.5 and 19.0 / 59.5
+    against 7.1 / 39.3."""
     for seed in ("0", "1"):
         last = {init: run(toy_world[0], tmp_path / f"{os.path.basename(init)}_{seed}", "--task", "ssv2", "--shots",
                           "10", "--select_shots", "0", "--epochs", "20", "--seed", seed, "--init", init)["last"]
