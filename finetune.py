@@ -271,7 +271,11 @@ def embed(args, procs):
     titles = args.embed_titles.split("|") if args.embed_titles else [os.path.basename(p) for p in args.embed]
     panels = []
     for path, title in zip(args.embed, titles):
-        model = load_model(load_checkpoint(path), kind="classifier", num_classes=len(val.classes)).to(procs.device)
+        try:
+            model = load_model(load_checkpoint(path), kind="classifier", num_classes=len(val.classes))
+        except ValueError as e:
+            fail(f"--embed: {e}")
+        model = model.to(procs.device)
         feats, labels = predict(model, eval_source(val.select(keep), args, procs, model.cfg), args, procs, True)
         stem = os.path.splitext(os.path.basename(path))[0]
         if procs.main:
@@ -317,7 +321,10 @@ def main(args):
     start_step, best = 0, {"score": -1.0, "step": 0}
     resume = os.path.join(args.out, "checkpoint.pt") if args.resume == "auto" else args.resume
     if resume and os.path.exists(resume):
-        state = load_checkpoint(resume, device)
+        try:
+            state = load_checkpoint(resume, device)
+        except ValueError as e:
+            fail(f"--resume: {e}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best = state["step"], state["best"]

@@ -186,7 +186,6 @@ def check_same_model(flag, state, cfg):
         fail(f"{flag} holds another model: {', '.join(differs)}; give the flags it was made with")
 
 
-
 def main(args):
     procs = Processes(args.device)
     device = procs.device
@@ -228,7 +227,7 @@ def main(args):
             state = load_checkpoint(args.init, device)
             check_same_model(f"--init {args.init}", state, cfg)
             model.load_state_dict(state["model"])
-    except FileNotFoundError as e:
+    except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     model.activation_checkpointing = args.activation_checkpointing
     if args.compile:

@@ -184,9 +184,17 @@ def save_checkpoint(path, state):
 
 
 def load_checkpoint(path, device="cpu"):
+    """A checkpoint file's dict. FileNotFoundError if there is none; ValueError (naming the file) for a file that is
+    not a checkpoint, so every script can stop with one line instead of a pickle traceback."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a checkpoint: it holds a {type(state).__name__}, not a dict")
+    return state
 
 
 def unwrap(model):

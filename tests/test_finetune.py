@@ -97,7 +97,9 @@ def test_the_authors_split_trains_on_their_videos_and_selects_outside_them_in_th
 
 
 def test_bad_input_stops_with_one_line_naming_it(toy_world, tmp_path, capsys):
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
     for flags, words in ((["--init", str(tmp_path / "missing.pt")], "missing.pt"),
+                         (["--init", str(tmp_path / "notes.pt")], "cannot read checkpoint"),
                          (["--subset", "Not a class"], "Not a class"),
                          (["--shots", "500"], "500"),
                          (["--init", str(tmp_path / "any.pt"), "--patch", "8"], "--patch"),

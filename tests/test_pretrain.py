@@ -136,6 +136,7 @@ def test_two_gloo_processes_make_the_update_of_one_process_on_both_batches(toy_w
     (["--data", "nonsense"], "--data 'nonsense'"),
     (["--data", "EMPTY"], "no files found"),
     (["--resume", "missing.pt"], "no checkpoint at missing.pt"),
+    (["--init", "README.md"], "cannot read checkpoint README.md"),      # a file, but not a checkpoint
     (["--setting", "toy,nope"], "--setting 'nope'"),
     (["--decoder_heads", "3"], "decoder heads 3"),                       # 64 wide: 3 heads do not divide it
 ])
