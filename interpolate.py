@@ -13,7 +13,7 @@ The paper shows completions; this script draws the same figure for a few clips a
 The measure: PSNR, 10 log10(1 / MSE) with pixels in [0, 1] (higher is better), of the filled-in pixels against the
 true ones, on the hidden pixels only, per clip; then its mean and spread (standard deviation) over clips, and on what
 fraction of the clips the model does better. Two other summaries sit beside the mean, because the mean of a log is
-ruled by the easiest clips: a copy of a room that stands still scores 35-40 dB on its clip, and no blur can. The
+ruled by the easiest clips: in the toy world a copy of a still room scores 35-40 dB, which no blur reaches. The
 pooled PSNR is 10 log10(1 / the mean MSE over all clips' hidden pixels), where every pixel's error weighs the same;
 the median is the middle clip's PSNR. beats_nearest etc. use the mean; beats_pooled and beats_median the others.
 A PSNR alone says little, so it stands beside what a skeptic tries first:
