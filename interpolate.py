@@ -32,8 +32,8 @@ in every time slot, with nothing at the same place to copy; only the untrained M
 Clips take the path training uses: uint8 (T, S, S, 3) canvas -> augment.py's centre crop -> normalised
 (N, 3, T, H, W); --clips are spread evenly over the videos and over each video's duration. Outputs in --out:
 interpolation_<k>.png (future_<k>.png, random_<k>.png): original / masked / completion of a few clips; and
-interpolation.json: the settings, per-clip and mean PSNR of model, nearest copy, linear blend and untrained MAE,
-beats_nearest and beats_blend.
+interpolation.json: the settings, the per-clip PSNR of model, nearest copy, linear blend and untrained MAE, their
+mean, spread, pooled and median PSNR, and beats_nearest, beats_blend, beats_untrained, beats_pooled, beats_median.
 """
 
 import argparse
@@ -299,7 +299,7 @@ def main(args):
 
     # a baseline applies to every clip or to none (absent: None in the JSON, not a number)
     columns = {m: np.array([c[m] for c in per_clip]) for m in METHODS if per_clip[0][m] is not None}
-    stats = {m: summarise(columns[m]) for m in columns}
+    stats = {m: summarise(columns[m]) for m in columns}                    # {method: {mean, std, pooled, median}}
     mean, std, pooled, median = ({m: round(stats[m][kind], 3) if m in stats else None for m in METHODS}
                                  for kind in ("mean", "std", "pooled", "median"))          # {method: dB or None}
     wins = {m: round(float((columns["model"] > columns[m]).mean()), 3) if m in columns else None
