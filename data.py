@@ -4,8 +4,9 @@ Datasets: which files, which labels, which subset.
 Every dataset hands out items (clips, label):
   clips  uint8 (R, T, S, S, 3) on a square canvas (S = 256), R repeated views (R = 16 when pretraining, 1 to evaluate)
   label  int, the index of the class in the sorted class names (-1 when there are no labels)
-collate_clips stacks a batch to (B*R, T, S, S, 3) and (B*R,). Then, on the GPU, augment.py crops, flips, resizes
-and normalises the whole batch at once into the float (N, 3, T, 224, 224) the models take.
+collate_clips stacks a batch to (B*R, T, S, S, 3) and (B*R,), leaving out unreadable files. Then, on the GPU,
+augment.py crops, flips, resizes and normalises the whole batch at once into the float (N, 3, T, 224, 224) the
+models take.
 
 Class indices are the sorted class names, as in the authors' code: for SSV2 the names are the templates with
 their brackets ("Approaching [something] with your camera"), for Kinetics the class folders. The authors' exact
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -277,13 +279,29 @@ def authors_split(items: Items, dataset: str, name: str) -> Items:
 # datasets
 
 
-def skip(skipped: set, path: str, error: Exception):
-    """An unreadable file: warn once per file (per worker process), remember it, and hand out None,
-    which collate_clips drops. A run never stops for one bad file."""
+@dataclass(frozen=True)
+class Unreadable:
+    """What a dataset hands out for a file it cannot read (corrupt, truncated, not a video). collate_clips drops it
+    and reports its path, so a run never stops for one bad file and can count the files it skipped."""
+    path: str
+
+
+def skip(skipped: set, path: str, error: Exception) -> Unreadable:
+    """An unreadable file: warn once per file (per worker process) and remember it."""
     if path not in skipped:
         skipped.add(path)
         warnings.warn(f"skipping unreadable file {path}: {error}")
-    return None
+    return Unreadable(path)
+
+
+def first_readable(dataset, source):
+    """(index, item) of the first item the dataset can read, in order; FileNotFoundError naming `source` when no file
+    is readable (a run would otherwise wait forever for a batch)."""
+    for index in range(len(dataset)):
+        item = dataset[index, 0]                   # a fixed seed: no draw from torch's generator, which trains on
+        if not isinstance(item, Unreadable):
+            return index, item
+    raise FileNotFoundError(f"none of the {len(dataset)} files of {source} is readable")
 
 
 class ClipDataset(Dataset):
@@ -381,15 +399,21 @@ class ImageClipDataset(Dataset):
         return frame.expand(self.repeats, self.num_frames, *frame.shape), label
 
 
-def collate_clips(batch):
-    """Stack items to clips (B*R, T, S, S, 3) and labels (B*R,), dropping unreadable items (None).
-    Returns None when every item of the batch was unreadable."""
-    batch = [b for b in batch if b is not None]
-    if not batch:
-        return None
-    clips = torch.cat([c for c, _ in batch])
-    labels = torch.cat([torch.full((c.shape[0],), y, dtype=torch.long) for c, y in batch])
-    return clips, labels
+class Batch(NamedTuple):
+    clips: torch.Tensor          # (B*R, T, S, S, 3) uint8; None when every file of the batch was unreadable
+    labels: torch.Tensor         # (B*R,) int64; None likewise
+    unreadable: tuple            # the paths of the batch's unreadable files, which it left out
+
+
+def collate_clips(items) -> Batch:
+    """Stack items to clips (B*R, T, S, S, 3) and labels (B*R,), leaving out (and naming) unreadable files."""
+    readable = [item for item in items if not isinstance(item, Unreadable)]
+    unreadable = tuple(item.path for item in items if isinstance(item, Unreadable))
+    if not readable:
+        return Batch(None, None, unreadable)
+    clips = torch.cat([c for c, _ in readable])
+    labels = torch.cat([torch.full((c.shape[0],), y, dtype=torch.long) for c, y in readable])
+    return Batch(clips, labels, unreadable)
 
 
 def make_loader(dataset, batch_size, shuffle=True, workers=4, sampler=None, drop_last=True, seed=0):

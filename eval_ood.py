@@ -37,10 +37,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment
-from data import ASSETS, OOD_CONDITIONS, OOD_EXCLUDED, OOD_BY_CATEGORY, ImageClipDataset, make_loader, ood_items
+from data import (ASSETS, OOD_BY_CATEGORY, OOD_CONDITIONS, OOD_EXCLUDED, ImageClipDataset, Unreadable, make_loader,
+                  ood_items)
 from figures import plt, to_pixels  # figures.py has chosen matplotlib's file-only backend
 from checkpoints import load_model, read_checkpoint
-from training import Processes, autocast_for, fail, load_checkpoint, parse_with_settings
+from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, load_checkpoint,
+                      nonnegative_int, parse_with_settings, positive_int)
 
 SETTINGS = {
     "paper": {},
@@ -50,7 +52,7 @@ NORMALISATION = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "video": (VIDEO_MEAN
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", nargs="+", required=True, help="classifier checkpoints (ours or the authors' released)")
     p.add_argument("--names", default=None, help="'|'-separated model names (default: their run folders)")
@@ -58,15 +60,15 @@ def parse_args(argv=None):
     p.add_argument("--datasets", default=",".join(OOD_CONDITIONS), help="comma-separated: which of the 17")
     p.add_argument("--norm", default="auto", choices=("auto", "imagenet", "video"),
                    help="auto: ImageNet's mean/std for ImageNet classifiers and released files, else the video one")
-    p.add_argument("--canvas", type=int, default=256, help="resize the short side to this, centre square")
-    p.add_argument("--eval_crop", type=float, default=0.875, help="the centre fraction of the canvas (224 of 256)")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--canvas", type=positive_int, default=256, help="resize the short side to this, centre square")
+    p.add_argument("--eval_crop", type=fraction, default=0.875, help="the centre fraction of the canvas (224 of 256)")
+    p.add_argument("--batch_size", type=positive_int, default=64)
+    p.add_argument("--workers", type=nonnegative_int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     p.add_argument("--attention", action="store_true", help="draw the class-token attention of the first two models")
     p.add_argument("--attention_dataset", default="cue-conflict", help="the images for --attention")
-    p.add_argument("--attention_images", type=int, default=6)
+    p.add_argument("--attention_images", type=positive_int, default=6)
     p.add_argument("--out", default="runs/ood")
     args = parse_with_settings(p, SETTINGS, argv)
     args.names = args.names.split("|") if args.names else [run_name(path) for path in args.ckpt]
@@ -185,9 +187,9 @@ def class_probabilities(model, items, mean_std, args, device):
                          shuffle=False, drop_last=False, workers=args.workers)
     probs = torch.full((len(items), cfg.num_classes), float("nan"))
     for batch in loader:
-        if batch is None:
+        if batch.clips is None:                                       # every image of it unreadable
             continue
-        clips, rows = batch[0].to(device), batch[1]                   # (N, T, S, S, 3) uint8
+        clips, rows = batch.clips.to(device), batch.labels                   # (N, T, S, S, 3) uint8
         video = augment(clips, train=False, img_size=cfg.img_size, eval_crop=args.eval_crop, mean=mean_std[0],
                         std=mean_std[1])                              # (N, 3, T, s, s)
         with autocast_for(device, args.precision):
@@ -263,7 +265,12 @@ def class_token_attention(model, video):
 def attention_figure(loaded, items, args, device, path):
     """Figure 6c: rows of images; the image, then each model's class-token attention over it."""
     pick = np.linspace(0, len(items) - 1, min(args.attention_images, len(items))).round().astype(int)
-    clips = torch.stack([ImageClipDataset(items, num_frames=1, size=args.canvas)[i][0][0] for i in pick])
+    dataset = ImageClipDataset(items, num_frames=1, size=args.canvas)
+    read = {i: dataset[i] for i in pick}
+    pick = [i for i in pick if not isinstance(read[i], Unreadable)]   # unreadable images are left out (warned)
+    if not pick:
+        return
+    clips = torch.stack([read[i][0][0] for i in pick])                # (N, S, S, 3) uint8
     fig, axes = plt.subplots(len(pick), 1 + len(loaded), figsize=(1.6 * (1 + len(loaded)), 1.6 * len(pick)),
                              squeeze=False)
     for col, (name, model, _, mean_std) in enumerate(loaded, start=1):
@@ -292,6 +299,7 @@ def attention_figure(loaded, items, args, device, path):
 
 def main(args):
     device = Processes(args.device).device                           # one process: 17 datasets fit one GPU
+    check_out_folder(args.out)                                        # before the evaluation, not after it
     if not os.path.isdir(args.data_root):
         fail(f"--data_root {args.data_root}: no such folder (model-vs-human's datasets, or a toy world's ood/)")
     present, missing = find_datasets(args.data_root, args.datasets)

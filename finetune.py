@@ -35,13 +35,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment, sample_crops
-from data import (ClipDataset, ImageClipDataset, authors_split, image_items, kinetics_items, kshot_indices,
-                  make_loader, ssv2_items)
+from data import (ClipDataset, ImageClipDataset, authors_split, first_readable, image_items, kinetics_items,
+                  kshot_indices, make_loader, ssv2_items)
 from figures import curves, embedding_panels
 from checkpoints import checkpoint_config, load_model
 from model import VideoClassifier, frame_by_frame, make_config, param_groups
-from training import (Processes, RunLog, StepSampler, autocast_for, fail, generator, learning_rate, load_checkpoint,
-                      parse_with_settings, rng_states, save_checkpoint, set_lr, set_rng_states, unwrap)
+from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
+                      generator, learning_rate, load_checkpoint, nonnegative_float, nonnegative_int,
+                      parse_with_settings, positive_float, positive_int, prepare_run_folder, rng_states,
+                      save_checkpoint, set_lr, set_rng_states, unit_interval, unwrap)
 
 TASKS = {  # task: (training split, validation split, flip when training, normalisation)
     "ssv2": ("train", "validation", False, (VIDEO_MEAN, VIDEO_STD)),
@@ -57,7 +59,7 @@ SETTINGS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # data
     p.add_argument("--task", default="ssv2", choices=tuple(TASKS))
@@ -65,42 +67,47 @@ def parse_args(argv=None):
     p.add_argument("--world", default=None, help="a toy world: --data_root defaults to WORLD/<task>")
     p.add_argument("--shots", default="10", help="k labelled examples per class (10, 50, ...), 'all', a percentage "
                    "of the training set, class-balanced ('2%%': ImageNet-2%%), or the authors' split ('10shot')")
-    p.add_argument("--select_shots", type=int, default=None, help="examples per class for model selection, outside "
+    p.add_argument("--select_shots", type=nonnegative_int, default=None,
+                   help="examples per class for model selection, outside "
                    "the shots (default: as many as the shots; 0 = keep the last epoch)")
-    p.add_argument("--canvas", type=int, default=256, help="decode frames to this square canvas (short side)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip when --init scratch; an image model "
+    p.add_argument("--canvas", type=positive_int, default=256, help="decode frames to this square canvas (short side)")
+    p.add_argument("--frames", type=positive_int, default=16,
+                   help="frames per clip when --init scratch; an image model "
                    "is scored on clips of this many")
-    p.add_argument("--views", type=int, default=1, help="clips per validation video, spread evenly (softmax averaged)")
-    p.add_argument("--eval_crop", type=float, default=0.875, help="validation: the centre fraction of the canvas")
+    p.add_argument("--views", type=positive_int, default=1,
+                   help="clips per validation video, spread evenly (softmax averaged)")
+    p.add_argument("--eval_crop", type=fraction, default=0.875, help="validation: the centre fraction of the canvas")
     p.add_argument("--cache", action="store_true", help="keep decoded clips in memory (small few-shot sets)")
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--workers", type=nonnegative_int, default=8)
     # model
     p.add_argument("--init", default="scratch", help="a checkpoint (our MAE or classifier, an image MAE, or the "
                    "authors' released file), or 'scratch'")
     p.add_argument("--preset", default="huge_patch14", help="the architecture when --init scratch")
-    p.add_argument("--img_size", type=int, default=224, help="when --init scratch (checkpoints carry theirs)")
-    p.add_argument("--patch", type=int, default=None, help="spatial patch size when --init scratch (default: the "
+    p.add_argument("--img_size", type=positive_int, default=224, help="when --init scratch (checkpoints carry theirs)")
+    p.add_argument("--patch", type=positive_int, default=None,
+                   help="spatial patch size when --init scratch (default: the "
                    "preset's)")
-    p.add_argument("--t_patch", type=int, default=2, help="when --init scratch (1 with --frames 1: an image model)")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--drop_path", type=float, default=0.1)
+    p.add_argument("--t_patch", type=positive_int, default=2,
+                   help="when --init scratch (1 with --frames 1: an image model)")
+    p.add_argument("--dropout", type=unit_interval, default=0.3)
+    p.add_argument("--drop_path", type=unit_interval, default=0.1)
     # optimisation
-    p.add_argument("--batch_size", type=int, default=32, help="clips per step, over all processes")
-    p.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches per step")
-    p.add_argument("--epochs", type=float, default=30)
-    p.add_argument("--lr", type=float, default=1.5e-4, help="absolute learning rate of the head")
-    p.add_argument("--layer_decay", type=float, default=0.8)
+    p.add_argument("--batch_size", type=positive_int, default=32, help="clips per step, over all processes")
+    p.add_argument("--accum", type=positive_int, default=1, help="gradient accumulation: micro-batches per step")
+    p.add_argument("--epochs", type=positive_float, default=30)
+    p.add_argument("--lr", type=positive_float, default=1.5e-4, help="absolute learning rate of the head")
+    p.add_argument("--layer_decay", type=fraction, default=0.8)
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
-    p.add_argument("--warmup_epochs", type=float, default=0)
-    p.add_argument("--weight_decay", type=float, default=1e-4)
-    p.add_argument("--label_smoothing", type=float, default=0.1)
-    p.add_argument("--clip_grad", type=float, default=5.0)
-    p.add_argument("--crop_scale", type=float, nargs=2, default=(0.08, 1.0))
-    p.add_argument("--seed", type=int, default=0, help="which shots, the head's start, the data order")
+    p.add_argument("--warmup_epochs", type=nonnegative_float, default=0)
+    p.add_argument("--weight_decay", type=nonnegative_float, default=1e-4)
+    p.add_argument("--label_smoothing", type=unit_interval, default=0.1)
+    p.add_argument("--clip_grad", type=positive_float, default=5.0)
+    p.add_argument("--crop_scale", type=fraction, nargs=2, default=(0.08, 1.0))
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="which shots, the head's start, the data order")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     # evaluation and outputs
-    p.add_argument("--eval_batch", type=int, default=32)
+    p.add_argument("--eval_batch", type=positive_int, default=32)
     p.add_argument("--subset", default=None, help="class names ('|'-separated, or a file with one per line) to "
                    "report accuracy on apart (the paper's developmentally realistic SSV2 categories)")
     p.add_argument("--embed", nargs="+", default=None, metavar="CKPT", help="no training: pooled features of the "
@@ -108,7 +115,11 @@ def parse_args(argv=None):
     p.add_argument("--embed_titles", default=None, help="'|'-separated panel titles (default: file names)")
     p.add_argument("--out", default=None, help="run folder (default runs/ft_<task>_<shots>_seed<seed>)")
     p.add_argument("--resume", default=None, help="a checkpoint to continue, or 'auto'")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (without it, a folder that "
+                   "holds a run is refused unless --resume is given)")
     args = parse_with_settings(p, SETTINGS, argv)
+    if args.crop_scale[0] > args.crop_scale[1]:
+        p.error(f"argument --crop_scale: the smallest share comes first, got {args.crop_scale[0]} {args.crop_scale[1]}")
     if args.data_root is None and args.world:
         args.data_root = os.path.join(args.world, args.task)
     if args.patch is not None and args.init != "scratch":
@@ -143,12 +154,17 @@ def few_shot(items, shots, select_shots, seed, task):
         select = items.select(pool[kshot_indices(items.labels[pool], k, seed)])
         to_theirs = np.array([train.classes.index(c) for c in items.classes])  # our class order -> the authors'
         return train, select.relabel(to_theirs[select.labels], train.classes)
-    if shots.endswith("%"):                                           # class-balanced: the same k for every class
-        k = max(1, round(float(shots[:-1]) / 100 * len(labels) / len(items.classes)))
-    elif shots.isdigit():
-        k = int(shots)
-    else:
-        raise ValueError(f"--shots {shots!r}: give a number, a percentage ('2%'), 'all', '10shot' or '50shot'")
+    try:
+        if shots.endswith("%"):                                       # class-balanced: the same k for every class
+            share = float(shots[:-1])
+            k = max(1, round(share / 100 * len(labels) / len(items.classes))) if 0 < share <= 100 else 0
+        else:
+            k = int(shots)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ValueError(f"--shots {shots!r}: give a number >= 1, a percentage in (0, 100] ('2%'), 'all', '10shot' "
+                         f"or '50shot'")
     k_select = k if select_shots is None else select_shots
     try:
         train = items.select(kshot_indices(labels, k, seed))
@@ -214,9 +230,9 @@ def predict(model, dataset, args, procs, features=False):
                          workers=0 if args.cache else min(args.workers, 4))
     outputs, labels = [], []
     for batch in loader:
-        if batch is None:
+        if batch.clips is None:                                         # every file of it unreadable
             continue
-        clips, y = batch[0].to(procs.device), batch[1]                 # (N*V, T, S, S, 3)
+        clips, y = batch.clips.to(procs.device), batch.labels                 # (N*V, T, S, S, 3)
         video = augment(clips, train=False, img_size=cfg.img_size, eval_crop=args.eval_crop, mean=mean_std[0],
                         std=mean_std[1])                               # (N*V, 3, T, s, s)
         score = lambda v: (model.features(v) if features else model(v)).float()
@@ -325,30 +341,47 @@ def main(args):
             state = load_checkpoint(resume, device)
         except ValueError as e:
             fail(f"--resume: {e}")
+        if not {"optimizer", "best", "rng"} <= set(state):
+            fail(f"--resume {resume} is not a finetuning checkpoint with its optimizer (a checkpoint.pt that "
+                 f"finetune.py wrote); to start from {os.path.basename(resume)}'s weights, give it as --init")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best = state["step"], state["best"]
         set_rng_states(state["rng"])                                     # dropout and drop path continue exactly
     elif resume and args.resume != "auto":
         fail(f"--resume: no checkpoint at {resume}")
+    prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
+                       holds=("checkpoint.pt", "best.pt", "log.jsonl", "results.json"))
     if procs.world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     frames = 1 if image_model else cfg.frames
     dataset = clip_source(train, args, True, frames)
+    try:
+        first_readable(dataset, f"the {args.shots}-shot training set under {args.data_root}")
+    except FileNotFoundError as e:
+        fail(str(e))
     select_source = eval_source(select, args, procs, cfg) if select is not None else None
     sampler = StepSampler(len(train), per_process, procs.rank, procs.world, args.seed, start_step * args.accum)
     batches = iter(make_loader(dataset, per_process, shuffle=False, workers=args.workers, sampler=sampler))
     log = RunLog(os.path.join(args.out, "log.jsonl"), procs.main, start_step if start_step else None)
+    checkpoint = os.path.join(args.out, "checkpoint.pt")
+    last_good = resume if start_step else None                         # the newest checkpoint known to be sound
     if procs.main:
-        os.makedirs(args.out, exist_ok=True)
         procs.print(f"finetuning {init_kind} ({'image model, frame-wise' if image_model else 'video model'}, "
                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) on {args.task} "
                     f"{args.shots}-shot: {len(train)} training, {len(select) if select else 0} selection, {len(val)} "
                     f"validation clips, {len(train.classes)} classes; steps {start_step}..{total_steps}; "
                     f"out: {args.out}")
 
+    def stop(reason):
+        bar.close()
+        good = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
+        fail(f"{reason} at step {step}; stopping without saving; {good}")
+
     def save(path, step, with_optimizer):
+        if not all_finite(unwrap(model).parameters()):                  # never write a NaN over a good checkpoint
+            stop("the weights are not finite")
         state = {"model": unwrap(model).state_dict(), "step": step, "best": best, "args": vars(args),
                  "config": checkpoint_config(unwrap(model), class_names=train.classes, task=args.task,
                                              shots=args.shots, init=args.init)}
@@ -358,15 +391,18 @@ def main(args):
 
     began, warmup = time.time(), round(args.warmup_epochs * steps_per_epoch)
     bar = tqdm(total=total_steps, initial=start_step, disable=not procs.main, desc="finetune", dynamic_ncols=True)
-    step, running = start_step, []
+    step, running, nonfinite_steps = start_step, [], torch.zeros((), device=device)
+    unreadable = set()                                                   # training files the loader could not read
     model.train()
     while step < total_steps:
         set_lr(optimizer, learning_rate(step, args.lr, args.schedule, warmup, total_steps))
         for micro in range(args.accum):
             batch = next(batches)
-            while batch is None:
+            unreadable.update(batch.unreadable)
+            while batch.clips is None:                                  # every file of it unreadable
                 batch = next(batches)
-            clips, labels = batch[0].to(device, non_blocking=True), batch[1].to(device)
+                unreadable.update(batch.unreadable)
+            clips, labels = batch.clips.to(device, non_blocking=True), batch.labels.to(device)
             n, keys = clips.shape[0], (args.seed, step, micro)
             # crops are drawn for the global batch and sliced, so N processes = 1 process on N batches
             boxes, flips = sample_crops(n * procs.world, tuple(args.crop_scale), flip=flip,
@@ -374,13 +410,14 @@ def main(args):
             mine = slice(procs.rank * n, (procs.rank + 1) * n)
             video = augment(clips, train=True, img_size=cfg.img_size, mean=mean, std=std,
                             crops=(boxes[mine], flips[mine]))                # (N, 3, T, s, s)
-            sync = model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext()
-            with sync, autocast_for(device, args.precision):
-                loss = F.cross_entropy(model(video).float(), labels, label_smoothing=args.label_smoothing)
-            with sync:
+            # DDP averages gradients over processes in backward; between micro-batches that is wasted work
+            with model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext():
+                with autocast_for(device, args.precision):
+                    loss = F.cross_entropy(model(video).float(), labels, label_smoothing=args.label_smoothing)
                 (loss / args.accum).backward()
             running.append(loss.detach())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+        nonfinite_steps += (~torch.isfinite(grad_norm)).float()            # checked on the host once an epoch
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -389,9 +426,12 @@ def main(args):
             mean_loss = torch.stack(running).mean().item()
             running = []
             if not math.isfinite(mean_loss):
-                fail(f"the loss is {mean_loss} at step {step}; stopping without saving")
+                stop(f"the loss is {mean_loss}")
+            if nonfinite_steps > 0:
+                stop("the gradient is not finite")
             record = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(mean_loss, 4),
-                          grad_norm=round(float(grad_norm), 3), lr=optimizer.param_groups[-1]["lr"])
+                          grad_norm=round(float(grad_norm), 3), lr=optimizer.param_groups[-1]["lr"],
+                          unreadable_files=len(unreadable))
             if select is not None:
                 logits, y = predict(model, select_source, args, procs)
                 record["select_top1"] = round(scores(logits, y, train.classes)["top1"], 4)
@@ -403,18 +443,20 @@ def main(args):
             log.write(**record)
             bar.set_postfix(loss=f"{mean_loss:.3f}", select=record.get("select_top1", "-"))
             if procs.main:
-                save(os.path.join(args.out, "checkpoint.pt"), step, True)
+                save(checkpoint, step, True)
+                last_good = checkpoint
     bar.close()
-    if select is None and procs.main:                                   # no selection set: the last is the best
-        save(os.path.join(args.out, "best.pt"), step, False)
-        best = {"score": None, "step": step}
+    if select is None:                                                  # no selection set: the last is the best
+        if procs.main:
+            save(os.path.join(args.out, "best.pt"), step, False)
+        best = {"score": None, "step": step}                            # on every process: they score alike
     trained_s = time.time() - began
 
     # the full validation set, for the last and the best model
     results = {"task": args.task, "shots": args.shots, "seed": args.seed, "init": args.init, "init_kind": init_kind,
                "image_model": image_model, "classes": train.classes, "subset": subset, "num_train": len(train),
                "num_select": len(select) if select else 0, "num_val": len(val), "steps": step,
-               "train_seconds": round(trained_s, 1)}
+               "unreadable_training_files": len(unreadable), "train_seconds": round(trained_s, 1)}
     val_source, predictions = eval_source(val, args, procs, cfg), {}
     for name in ("last", "best"):
         if name == "last" or best["step"] != step:                      # a best that is the last is scored already
@@ -436,7 +478,9 @@ def main(args):
         curves(log.records(), ["loss", "select_top1"], os.path.join(args.out, "curves.png"), log_y=False)
         procs.print(f"done in {trained_s:.0f} s: validation top-1 / top-5 best {results['best']['top1']:.1%} / "
                     f"{results['best']['top5']:.1%} (step {results['best']['step']}), last "
-                    f"{results['last']['top1']:.1%} / {results['last']['top5']:.1%}\n  results {path}")
+                    f"{results['last']['top1']:.1%} / {results['last']['top5']:.1%}\n  results {path}"
+                    + (f"\n  skipped {len(unreadable)} unreadable training file(s), named in the warnings above"
+                       if unreadable else ""))
     procs.close()
     return results
 

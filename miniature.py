@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from data import fraction_subset, headcam_items, kinetics_items
 from report import write_report
-from training import fail
+from training import ArgumentParser, check_out_folder, fail, positive_float, positive_int
 from video import VideoError, video_info
 
 # The toy SSV2-like classes whose events the toy children's headcam streams also show (objects fall, are pushed
@@ -63,21 +63,23 @@ SCALING = (("S0.1", 0.001), ("S1", 0.01), ("S10", 0.1), ("S", 1.0))      # condi
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--world", default="toyworld", help="the toy world (made with toyworld.py if it is not there)")
     p.add_argument("--out", default="runs/miniature", help="every run's folder, the jobs' logs and state")
     p.add_argument("--report", default="report", help="folder for REPORT.md and its figures")
-    p.add_argument("--jobs", type=int, default=2, help="jobs side by side")
-    p.add_argument("--threads", type=int, default=None, help="threads per job (default: the cores / --jobs)")
-    p.add_argument("--seeds", type=int, default=3, help="finetuning seeds per condition")
+    p.add_argument("--jobs", type=positive_int, default=2, help="jobs side by side")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads per job (default: the cores / --jobs)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="finetuning seeds per condition")
     p.add_argument("--shots", default="10,50", help="few-shot sizes, comma-separated")
-    p.add_argument("--pretrain_steps", type=int, default=350, help="steps of every pretraining (32 clips each)")
+    p.add_argument("--pretrain_steps", type=positive_int, default=350,
+                   help="steps of every pretraining (32 clips each)")
     p.add_argument("--epochs", default="10=10,50=3", help="finetuning epochs per shots, SHOTS=EPOCHS pairs")
-    p.add_argument("--imagenet_epochs", type=float, default=20, help="finetuning epochs on the toy ImageNet's 2%%")
+    p.add_argument("--imagenet_epochs", type=positive_float, default=20,
+                   help="finetuning epochs on the toy ImageNet's 2%%")
     p.add_argument("--scaling_task", default="kinetics", choices=("kinetics", "ssv2"),
                    help="the task of the scaling line (10-shot)")
-    p.add_argument("--clips", type=int, default=256, help="clips of A and Y for the interpolation PSNR")
+    p.add_argument("--clips", type=positive_int, default=256, help="clips of A and Y for the interpolation PSNR")
     p.add_argument("--tiny", action="store_true", help="a few steps, one seed, 10 shots: checks the pipeline only")
     args = p.parse_args(argv)
     if args.tiny:
@@ -284,6 +286,8 @@ def run_jobs(jobs, args):
 
 def main(args):
     began = time.time()
+    check_out_folder(args.out)                                          # before the world is written, not after
+    check_out_folder(args.report, flag="--report")
     if not os.path.exists(os.path.join(args.world, "world.json")):     # the world, made once (about 3.5 minutes)
         print(f"no toy world at {args.world}: writing it (python toyworld.py --out {args.world})")
         if subprocess.run([sys.executable, os.path.join(HERE, "toyworld.py"), "--out", args.world]).returncode:

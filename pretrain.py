@@ -27,13 +27,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from augment import VIDEO_MEAN, VIDEO_STD, augment, sample_crops
-from data import CHILDREN, ClipDataset, Items, fraction_subset, headcam_items, kinetics_items, make_items, make_loader
+from data import (CHILDREN, ClipDataset, Items, first_readable, fraction_subset, headcam_items, kinetics_items,
+                  make_items, make_loader)
 from figures import completion_rows, curves
 from mask import make_mask
 from checkpoints import checkpoint_config
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
-from training import (Processes, RunLog, StepSampler, fail, generator, learning_rate, load_checkpoint,
-                      parse_with_settings, rng_states, save_checkpoint, set_lr, unwrap)
+from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, fail, fraction, generator,
+                      learning_rate, load_checkpoint, nonnegative_float, nonnegative_int, open_fraction,
+                      parse_with_settings, positive_float, positive_int, prepare_run_folder, save_checkpoint, set_lr,
+                      unwrap)
 from video import find_videos
 
 # Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
@@ -49,67 +52,70 @@ SETTINGS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # data
     p.add_argument("--data", default="S", help="S, A, Y, SAY (headcam children), kinetics, kinetics-200h, toy, a "
                    "folder of videos, or several of these comma-separated (a mixture)")
     p.add_argument("--data_root", default=None, help="the data's folder, or name=folder pairs per source, e.g. "
                    "S=/data/saycam,kinetics=/data/k700 (headcam: the folder holding S/, A/, Y/)")
-    p.add_argument("--data_frac", type=float, default=1.0, help="use this fraction of the videos (scaling runs)")
+    p.add_argument("--data_frac", type=fraction, default=1.0, help="use this fraction of the videos (scaling runs)")
     p.add_argument("--frac_mode", default="prefix", choices=("prefix", "random"),
                    help="prefix: the chronologically first videos (the authors'); random: a seeded choice")
-    p.add_argument("--canvas", type=int, default=256, help="decode frames to this square canvas (short side)")
-    p.add_argument("--repeats", type=int, default=16, help="augmented views per decoded video")
+    p.add_argument("--canvas", type=positive_int, default=256, help="decode frames to this square canvas (short side)")
+    p.add_argument("--repeats", type=positive_int, default=16, help="augmented views per decoded video")
     p.add_argument("--repeat_mode", default="crops", choices=("crops", "windows"),
                    help="crops: R crops of one 4.3 s window; windows: R random windows of one decoded minute")
-    p.add_argument("--workers", type=int, default=8, help="data loading processes per GPU")
+    p.add_argument("--workers", type=nonnegative_int, default=8, help="data loading processes per GPU")
     p.add_argument("--cache", action="store_true", help="keep every decoded video in memory (each file is decoded "
                    "once; one copy per worker process): for small datasets such as the toy world, never for real ones")
     # model
     p.add_argument("--preset", default="huge_patch14")
-    p.add_argument("--patch", type=int, default=None, help="spatial patch size (default: the preset's)")
-    p.add_argument("--decoder_heads", type=int, default=None, help="the decoder's attention heads (default: the "
+    p.add_argument("--patch", type=positive_int, default=None, help="spatial patch size (default: the preset's)")
+    p.add_argument("--decoder_heads", type=positive_int, default=None,
+                   help="the decoder's attention heads (default: the "
                    "preset's)")
-    p.add_argument("--img_size", type=int, default=224)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--t_patch", type=int, default=2)
-    p.add_argument("--mask_ratio", type=float, default=0.9)
+    p.add_argument("--img_size", type=positive_int, default=224)
+    p.add_argument("--frames", type=positive_int, default=16)
+    p.add_argument("--t_patch", type=positive_int, default=2)
+    p.add_argument("--mask_ratio", type=open_fraction, default=0.9, help="the fraction of tokens hidden")
     p.add_argument("--mask_type", default="random", choices=("random", "tube", "center", "future"))
     # optimisation
-    p.add_argument("--batch_videos", type=int, default=1, help="videos per process per step (x repeats clips)")
-    p.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches per step")
-    p.add_argument("--lr", type=float, default=1e-4, help="absolute learning rate (not scaled by batch size)")
+    p.add_argument("--batch_videos", type=positive_int, default=1, help="videos per process per step (x repeats clips)")
+    p.add_argument("--accum", type=positive_int, default=1, help="gradient accumulation: micro-batches per step")
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="absolute learning rate (not scaled by batch size)")
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
-    p.add_argument("--warmup_steps", type=int, default=0)
-    p.add_argument("--min_lr", type=float, default=0.0, help="the cosine schedule's final lr")
-    p.add_argument("--weight_decay", type=float, default=0.05)
-    p.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95))
-    p.add_argument("--clip_grad", type=float, default=0.1)
-    p.add_argument("--crop_scale", type=float, nargs=2, default=(0.5, 1.0))
-    p.add_argument("--epochs", type=float, default=250, help="passes over the videos (S: ~250 in the paper)")
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (overrides --epochs)")
-    p.add_argument("--max_minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    p.add_argument("--warmup_steps", type=nonnegative_int, default=0)
+    p.add_argument("--min_lr", type=nonnegative_float, default=0.0, help="the cosine schedule's final lr")
+    p.add_argument("--weight_decay", type=nonnegative_float, default=0.05)
+    p.add_argument("--betas", type=open_fraction, nargs=2, default=(0.9, 0.95))
+    p.add_argument("--clip_grad", type=positive_float, default=0.1)
+    p.add_argument("--crop_scale", type=fraction, nargs=2, default=(0.5, 1.0), help="the crops' smallest and largest "
+                   "share of the frame's area")
+    p.add_argument("--epochs", type=positive_float, default=250, help="passes over the videos (S: ~250 in the paper)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimisation steps (overrides --epochs)")
+    p.add_argument("--max_minutes", type=positive_float, default=None, help="stop (with a checkpoint) after this long")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="auto: bf16 autocast on GPUs, fp32 on CPUs")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--activation_checkpointing", action="store_true", help="recompute each block's activations in "
                    "the backward pass: about 1/3 more compute for much less memory (HVM-1@448 with large batches)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     # outputs
     p.add_argument("--out", default=None, help="run folder (default runs/<data>_<preset>)")
     p.add_argument("--resume", default=None, help="a checkpoint to continue, or 'auto' for <out>/checkpoint.pt if any")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (without it, a folder that "
+                   "holds a run is refused unless --resume is given)")
     p.add_argument("--init", default=None, help="start from these MAE weights (a fresh optimizer and step 0)")
-    p.add_argument("--log_every", type=int, default=50)
-    p.add_argument("--save_every", type=int, default=1000)
-    p.add_argument("--figure_every", type=int, default=5000)
+    p.add_argument("--log_every", type=positive_int, default=50)
+    p.add_argument("--save_every", type=positive_int, default=1000)
+    p.add_argument("--figure_every", type=positive_int, default=5000)
     args = parse_with_settings(p, SETTINGS, argv)
     if args.out is None:
         args.out = os.path.join("runs", f"{args.data.replace(',', '+').replace(os.sep, '_')}_{args.preset}")
-    for flag in ("repeats", "batch_videos", "accum", "log_every", "save_every", "figure_every"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.crop_scale[0] > args.crop_scale[1]:
+        p.error(f"argument --crop_scale: the smallest share comes first, got {args.crop_scale[0]} {args.crop_scale[1]}")
     return args
 
 # -----------------------------------------------------------------------------
@@ -166,9 +172,10 @@ def pretraining_items(args) -> Items:
 
 
 def figure_clip(items, args, cfg, device):
-    """A fixed clip for the figures: the centre clip of the first video, with a fixed mask."""
-    clip, _ = ClipDataset(items.select([0]), train=False, num_frames=args.frames, size=args.canvas)[0]
-    video = augment(clip.to(device), train=False, img_size=args.img_size, eval_crop=1.0)
+    """A fixed clip for the figures: the centre clip of the first readable video, with a fixed mask. Every process
+    looks for it, so a dataset with no readable file stops every process with one line."""
+    _, (clip, _) = first_readable(ClipDataset(items, train=False, num_frames=args.frames, size=args.canvas), args.data)
+    video = augment(clip.to(device), train=False, img_size=args.img_size, eval_crop=1.0)     # (1, 3, T, H, W)
     mask = make_mask(args.mask_type, 1, cfg.grid, args.mask_ratio, device, generator(device, args.seed, "figure"))
     return video, mask.ids_keep, mask.ids_restore
 
@@ -184,6 +191,20 @@ def check_same_model(flag, state, cfg):
                if k in ViTConfig.__dataclass_fields__ and k != "pos_init" and v != getattr(cfg, k)]
     if differs:
         fail(f"{flag} holds another model: {', '.join(differs)}; give the flags it was made with")
+
+
+def global_batch_views(clips, keys, procs, args, cfg):
+    """This process's augmented views and masks. The crops, flips and masks are drawn for the *global* batch, keyed
+    by (seed, step, micro-batch), and each process takes its slice: so N processes on N batches make exactly the
+    update of one process on all of them, and a resumed run draws what an uninterrupted one draws."""
+    n, device = clips.shape[0], clips.device                                # clips: (n, T, S, S, 3) uint8
+    boxes, flips = sample_crops(n * procs.world, tuple(args.crop_scale), flip=True, device=device,
+                                generator=generator(device, *keys, "crop"))
+    mine = slice(procs.rank * n, (procs.rank + 1) * n)
+    video = augment(clips, train=True, img_size=args.img_size, crops=(boxes[mine], flips[mine]))   # (n, 3, T, H, W)
+    mask = make_mask(args.mask_type, n * procs.world, cfg.grid, args.mask_ratio, device,
+                     generator(device, *keys, "mask"))
+    return video, mask.ids_keep[mine], mask.ids_restore[mine]              # (n, L_keep), (n, L)
 
 
 def main(args):
@@ -207,11 +228,12 @@ def main(args):
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=tuple(args.betas),
                                   fused=device.type == "cuda")
     global_videos = args.batch_videos * procs.world * args.accum            # videos per optimisation step
-    total_steps = args.steps or max(1, math.ceil(args.epochs * len(items) / global_videos))
+    total_steps = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * len(items) / global_videos))
 
     start_step, resume = 0, args.resume
     if resume == "auto":
-        resume = os.path.join(args.out, "checkpoint.pt") if os.path.exists(os.path.join(args.out, "checkpoint.pt")) else None
+        found = os.path.join(args.out, "checkpoint.pt")
+        resume = found if os.path.exists(found) else None
     try:
         if resume:
             state = load_checkpoint(resume, device)
@@ -229,6 +251,13 @@ def main(args):
             model.load_state_dict(state["model"])
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+    except KeyError as e:
+        fail(f"--resume {resume}: not a pretrain.py checkpoint (it has no {e})")
+    try:
+        figure = figure_clip(items, args, cfg, device)                      # also: is any file readable?
+    except FileNotFoundError as e:
+        fail(str(e))
+    prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     model.activation_checkpointing = args.activation_checkpointing
     if args.compile:
         model = torch.compile(model)
@@ -240,18 +269,23 @@ def main(args):
     sampler = StepSampler(len(items), args.batch_videos, procs.rank, procs.world, args.seed, start_step * args.accum)
     batches = iter(make_loader(dataset, args.batch_videos, shuffle=False, workers=args.workers, sampler=sampler))
     log = RunLog(os.path.join(args.out, "log.jsonl"), procs.main, start_step if resume else None)
-    if procs.main:
-        os.makedirs(args.out, exist_ok=True)
-        figure = figure_clip(items, args, cfg, device)
-        procs.print(f"pretraining {args.preset} ({sum(p.numel() for p in unwrap(model).parameters()) / 1e6:.1f}M "
-                    f"parameters) on {len(items)} videos of {args.data}, {procs.world} process(es) on {device}, "
-                    f"{global_videos * args.repeats} clips per step, steps {start_step}..{total_steps}, out: {args.out}")
+    checkpoint = os.path.join(args.out, "checkpoint.pt")
+    last_good = resume                                                      # the newest checkpoint known to be sound
+    procs.print(f"pretraining {args.preset} ({sum(p.numel() for p in unwrap(model).parameters()) / 1e6:.1f}M "
+                f"parameters) on {len(items)} videos of {args.data}, {procs.world} process(es) on {device}, "
+                f"{global_videos * args.repeats} clips per step, steps {start_step}..{total_steps}, out: {args.out}")
+
+    def stop(reason):
+        bar.close()
+        good = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
+        fail(f"{reason} at step {step} (lr {optimizer.param_groups[0]['lr']:.2e}); stopping without saving; {good}")
 
     def save(step):
-        save_checkpoint(os.path.join(args.out, "checkpoint.pt"), {
+        if not all_finite(unwrap(model).parameters()):                      # never write a NaN over a good checkpoint
+            stop("the weights are not finite")
+        save_checkpoint(checkpoint, {
             "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "data_position": step * global_videos, "global_videos": global_videos,
-            "rng": rng_states(), "args": vars(args),
+            "step": step, "global_videos": global_videos, "args": vars(args),
             "config": checkpoint_config(unwrap(model), preset=args.preset, mask_ratio=args.mask_ratio, data=args.data)})
 
     def draw(step):
@@ -265,58 +299,69 @@ def main(args):
 
     model.train()
     began, last_time, last_step = time.time(), time.time(), start_step
-    running = torch.zeros(2, device=device)                                 # loss sum, count since the last log
+    # on the device, summed between checks: the loss, the micro-batches, the steps whose gradient was not finite
+    running = torch.zeros(3, device=device)
+    unreadable, new_unreadable = set(), []                                  # files the loader could not read
     bar = tqdm(total=total_steps, initial=start_step, disable=not procs.main, desc="pretrain", dynamic_ncols=True)
     step = start_step
     while step < total_steps:
         set_lr(optimizer, learning_rate(step, args.lr, args.schedule, args.warmup_steps, total_steps, args.min_lr))
         for micro in range(args.accum):
             batch = next(batches)
-            while batch is None:                                            # every video of it unreadable
+            new_unreadable += batch.unreadable
+            while batch.clips is None:                                      # every video of it unreadable
                 batch = next(batches)
-            clips = batch[0].to(device, non_blocking=True)                  # (B*R, T, S, S, 3) uint8
-            # crops and masks are drawn for the global batch and sliced, so N processes = 1 process on N batches
-            n, keys = clips.shape[0], (args.seed, step, micro)
-            crops = sample_crops(n * procs.world, tuple(args.crop_scale), flip=True, generator=generator(device, *keys, "crop"), device=device)
-            mine = slice(procs.rank * n, (procs.rank + 1) * n)
-            video = augment(clips, train=True, img_size=args.img_size, crops=(crops[0][mine], crops[1][mine]))
-            mask = make_mask(args.mask_type, n * procs.world, cfg.grid, args.mask_ratio, device, generator(device, *keys, "mask"))
-            sync = model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext()
-            with sync, autocast:
-                loss, _, _ = model(video, ids_keep=mask.ids_keep[mine], ids_restore=mask.ids_restore[mine])
-            with sync:
+                new_unreadable += batch.unreadable
+            clips = batch.clips.to(device, non_blocking=True)               # (B*R, T, S, S, 3) uint8
+            video, ids_keep, ids_restore = global_batch_views(clips, (args.seed, step, micro), procs, args, cfg)
+            # DDP averages gradients over processes in backward; between micro-batches that is wasted work
+            with model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext():
+                with autocast:
+                    loss, _, _ = model(video, ids_keep=ids_keep, ids_restore=ids_restore)
                 scaler.scale(loss / args.accum).backward()
-            running += torch.stack([loss.detach().float(), torch.ones((), device=device)])
+            running[:2] += torch.stack([loss.detach().float(), torch.ones((), device=device)])
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+        if not scaler.is_enabled():                      # (fp16's scaler skips such steps itself and lowers its scale)
+            running[2] += (~torch.isfinite(grad_norm)).float()
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
 
-        out_of_time = args.max_minutes is not None and time.time() - began > 60 * args.max_minutes
-        stopping = step == total_steps or procs.all_agree(out_of_time) if args.max_minutes else step == total_steps
-        if step % args.log_every == 0 or step % args.save_every == 0 or stopping or device.type == "cpu":
-            # the only host syncs: the loss is checked before anything is written
+        stopping = step == total_steps
+        if args.max_minutes is not None:
+            stopping = stopping or procs.all_agree(time.time() - began > 60 * args.max_minutes)
+        logging = step % args.log_every == 0 or stopping
+        if logging or step % args.save_every == 0 or device.type == "cpu":
+            # the only host syncs: the loss and the gradients are checked before anything is written
+            totals = running.clone()
             if procs.world > 1:
-                torch.distributed.all_reduce(running)
-            mean_loss = (running[0] / running[1]).item()
+                torch.distributed.all_reduce(totals)
+            mean_loss = (totals[0] / totals[1]).item()
             if not math.isfinite(mean_loss):
-                bar.close()
-                fail(f"the loss is {mean_loss} at step {step} (lr {optimizer.param_groups[0]['lr']:.2e}); stopping "
-                     f"without saving; the last good checkpoint is {os.path.join(args.out, 'checkpoint.pt')}")
-            if step % args.log_every == 0 or stopping:
-                running.zero_()
-                now = time.time()
-                clips_per_s = (step - last_step) * global_videos * args.repeats / (now - last_time)
-                last_time, last_step = now, step
-                log.write(step=step, loss=round(mean_loss, 5), lr=optimizer.param_groups[0]["lr"],
-                          grad_norm=round(float(grad_norm), 4), clips_per_s=round(clips_per_s, 1),
-                          epoch=round(sampler.epoch_at(step * args.accum), 3))
-                bar.set_postfix(loss=f"{mean_loss:.4f}", clips_s=f"{clips_per_s:.0f}")
+                stop(f"the loss is {mean_loss}")
+            if totals[2] > 0:
+                stop("the gradient is not finite")
+        if logging:
+            if procs.world > 1:
+                gathered = [None] * procs.world
+                torch.distributed.all_gather_object(gathered, new_unreadable)
+                new_unreadable = [path for part in gathered for path in part]
+            unreadable.update(new_unreadable)
+            new_unreadable = []
+            running.zero_()
+            now = time.time()
+            clips_per_s = (step - last_step) * global_videos * args.repeats / (now - last_time)
+            last_time, last_step = now, step
+            log.write(step=step, loss=round(mean_loss, 5), lr=optimizer.param_groups[0]["lr"],
+                      grad_norm=round(float(grad_norm), 4), clips_per_s=round(clips_per_s, 1),
+                      epoch=round(sampler.epoch_at(step * args.accum), 3), unreadable_files=len(unreadable))
+            bar.set_postfix(loss=f"{mean_loss:.4f}", clips_s=f"{clips_per_s:.0f}")
         if procs.main and (step % args.save_every == 0 or stopping):
             save(step)
+            last_good = checkpoint
         if procs.main and (step % args.figure_every == 0 or stopping):
             draw(step)
         if stopping:
@@ -324,8 +369,9 @@ def main(args):
     bar.close()
     if procs.main:
         flops = training_flops(cfg, args.mask_ratio)
-        procs.print(f"done: step {step}, {time.time() - began:.0f} s ({flops / 1e9:.1f} GFLOP per clip)\n"
-                    f"  checkpoint      {os.path.join(args.out, 'checkpoint.pt')}\n"
+        skipped = f"\n  skipped {len(unreadable)} unreadable file(s), named in the warnings above" if unreadable else ""
+        procs.print(f"done: step {step}, {time.time() - began:.0f} s ({flops / 1e9:.1f} GFLOP per clip){skipped}\n"
+                    f"  checkpoint      {checkpoint}\n"
                     f"  reconstruction  {os.path.join(args.out, 'reconstruction.png')}\n"
                     f"  loss curve      {os.path.join(args.out, 'loss.png')}\n"
                     f"  log             {os.path.join(args.out, 'log.jsonl')}")

@@ -32,7 +32,8 @@ from augment import augment
 from checkpoints import load_model, read_checkpoint
 from data import ClipDataset, kinetics_items, make_loader, ssv2_items
 from model import VisionTransformer, frame_by_frame, make_config
-from training import Processes, autocast_for, fail, parse_with_settings
+from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
+                      parse_with_settings, positive_float, positive_int)
 from video import CLIP_FRAMES
 
 SPLITS = {"ssv2": (ssv2_items, "train", "validation"), "kinetics": (kinetics_items, "train", "val")}
@@ -43,7 +44,7 @@ SETTINGS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", default="ssv2", help="ssv2, kinetics, or both: 'ssv2,kinetics'")
     p.add_argument("--data_root", default=None, help="the task's folder (one task only)")
@@ -51,16 +52,18 @@ def parse_args(argv=None):
     p.add_argument("--ckpt", default=None, help="an MAE or classifier checkpoint (ours or the authors' released file)")
     p.add_argument("--untrained", default=None, metavar="PRESET|CKPT", help="instead of --ckpt: this preset's "
                    "architecture, or this checkpoint's (an image model's too), with fresh seeded weights")
-    p.add_argument("--patch", type=int, default=None, help="with --untrained PRESET: the spatial tube size")
-    p.add_argument("--t_patch", type=int, default=None, help="with --untrained PRESET: the temporal tube size")
-    p.add_argument("--max_per_class", type=int, default=None, help="at most this many training clips per class "
+    p.add_argument("--patch", type=positive_int, default=None, help="with --untrained PRESET: the spatial tube size")
+    p.add_argument("--t_patch", type=positive_int, default=None, help="with --untrained PRESET: the temporal tube size")
+    p.add_argument("--max_per_class", type=positive_int, default=None,
+                   help="at most this many training clips per class "
                    "(seeded): a probe needs no more than a few hundred")
-    p.add_argument("--C", type=float, default=1.0, help="the logistic regression's inverse L2 strength")
-    p.add_argument("--canvas", type=int, default=256, help="decode frames to this square canvas (short side)")
-    p.add_argument("--eval_crop", type=float, default=0.875, help="the centre fraction of the canvas the model sees")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0, help="the untrained weights and the --max_per_class choice")
+    p.add_argument("--C", type=positive_float, default=1.0, help="the logistic regression's inverse L2 strength")
+    p.add_argument("--canvas", type=positive_int, default=256, help="decode frames to this square canvas (short side)")
+    p.add_argument("--eval_crop", type=fraction, default=0.875, help="the centre fraction of the canvas the model sees")
+    p.add_argument("--batch_size", type=positive_int, default=64)
+    p.add_argument("--workers", type=nonnegative_int, default=4)
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="the untrained weights and the --max_per_class choice")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="JSON file of the scores (default: probe_<checkpoint name>.json beside "
                    "the checkpoint; untrained: runs/probe_untrained_<preset or run folder>[_p<patch>][_t<t_patch>]"
@@ -73,8 +76,6 @@ def parse_args(argv=None):
         p.error("give one of --ckpt and --untrained")
     if (args.patch or args.t_patch) and (args.ckpt or os.path.isfile(args.untrained)):
         p.error("--patch and --t_patch shape an untrained preset; a checkpoint carries its own")
-    if args.max_per_class is not None and args.max_per_class < 1:
-        p.error(f"--max_per_class must be at least 1, got {args.max_per_class}")
     if args.data_root and len(args.task) > 1:
         p.error("--data_root names one task's folder; for several tasks use --world")
     if not args.data_root and not args.world:
@@ -128,14 +129,14 @@ def features(model, items, args, device, desc):
                          shuffle=False, workers=args.workers, drop_last=False)
     cls, mean, labels = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False):
-        if batch is None:                                                 # every clip of it unreadable
+        if batch.clips is None:                                           # every clip of it unreadable
             continue
-        video = augment(batch[0].to(device), train=False, img_size=cfg.img_size, eval_crop=args.eval_crop)
+        video = augment(batch.clips.to(device), train=False, img_size=cfg.img_size, eval_crop=args.eval_crop)
         with autocast_for(device):                                        # video: (N, 3, T, s, s)
             x = frame_by_frame(lambda v: model.forward_features(v).float(), video, cfg.frames)   # (N, 1 + L, D)
         cls.append(x[:, 0].cpu())                                         # (N, D)
         mean.append(x[:, 1:].mean(1).cpu())                               # (N, D)
-        labels.append(batch[1])
+        labels.append(batch.labels)
     if not labels:
         fail(f"{desc}: not one of its {len(items)} clips could be read")
     return torch.cat(cls).numpy(), torch.cat(mean).numpy(), torch.cat(labels).numpy()
@@ -151,6 +152,9 @@ def fit_and_score(train, val, C):
 
 def main(args):
     device = Processes(args.device).device
+    if os.path.isdir(args.out):
+        fail(f"--out {args.out} is a folder; give the JSON file to write")
+    check_out_folder(os.path.dirname(os.path.abspath(args.out)))       # before the features, not after
     model = encoder(args, device)
     result = {"ckpt": args.ckpt, "untrained": args.untrained, "config": {k: getattr(model.cfg, k) for k in
               ("width", "depth", "patch", "t_patch", "img_size", "frames")}, "tasks": {}}

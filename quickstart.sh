@@ -11,5 +11,5 @@ SECONDS=0
 .venv/bin/python toyworld.py --out toyworld --reuse     # writes it unless this very world is there already
 echo "== toy world ready in ${SECONDS} s"
 SECONDS=0
-.venv/bin/python pretrain.py --setting toy --data_root toyworld --out runs/toy_S "$@"
+.venv/bin/python pretrain.py --setting toy --data_root toyworld --out runs/toy_S --resume auto "$@"   # a rerun continues it
 echo "== pretraining took ${SECONDS} s"

@@ -38,11 +38,11 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from figures import plt  # figures.py has chosen matplotlib's file-only backend
-from training import fail
+from training import ArgumentParser, check_out_folder, fail, open_fraction, positive_float
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+    p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--point", action="append", default=[], metavar="HOURS=GLOB", help="a pretraining size and "
                    "its finetuning results (a glob: the seeds); repeat per size, and the same HOURS twice adds files")
@@ -52,9 +52,10 @@ def parse_args(argv=None):
                    "as one labelled point, not fitted (e.g. 'Kinetics-200h@200=runs/ft_k200/results.json')")
     p.add_argument("--metric", default="top5", help="the score in results.json: top1, top5, subset.top5, ...")
     p.add_argument("--which", default="best", choices=("best", "last"), help="the selected or the last model")
-    p.add_argument("--multiples", type=float, nargs="+", default=[10, 100], help="extrapolate to these multiples "
+    p.add_argument("--multiples", type=positive_float, nargs="+", default=[10, 100],
+                   help="extrapolate to these multiples "
                    "of the largest size")
-    p.add_argument("--level", type=float, default=0.95, help="coverage of the intervals")
+    p.add_argument("--level", type=open_fraction, default=0.95, help="coverage of the intervals")
     p.add_argument("--prediction_band", action="store_true", help="also the prediction interval (for one new run)")
     p.add_argument("--title", default=None, help="the figure's title; if none, the task and shots of the results")
     p.add_argument("--out", default="runs/scaling", help="folder for scaling.json and scaling.png")
@@ -206,8 +207,7 @@ def draw(fit, points, extras, extrapolations, path, args, title):
 def main(args):
     if not args.point and not args.csv:
         fail("give the pretraining sizes: --point HOURS=GLOB (3 or more sizes) or --csv FILE")
-    if not 0 < args.level < 1 or not all(m > 0 for m in args.multiples):
-        fail(f"--level must lie in (0, 1) and --multiples be positive, got {args.level} and {args.multiples}")
+    check_out_folder(args.out)
     by_hours = read_csv(args.csv) if args.csv else {}             # hours: [accuracy in %, one per seed]
     files, kinds = {}, {}                                         # hours: [paths]; (task, shots): a path
     for spec in args.point:
@@ -242,10 +242,10 @@ def main(args):
 
     task, shots = next(iter(kinds), (None, None))
     title = args.title or (f"{task} {shots}-shot" if task else "data scaling")
-    os.makedirs(args.out, exist_ok=True)
     result = dict(metric=args.metric, which=args.which, unit="percent", task=task, shots=shots, level=args.level,
                   **{k: fit[k] for k in ("a", "b", "r2", "n", "s")}, points=points, extrapolations=extrapolations,
                   extras=extras)
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "scaling.json"), "w") as f:
         json.dump(result, f, indent=1)
     draw(fit, points, extras, extrapolations, os.path.join(args.out, "scaling.png"), args, title)

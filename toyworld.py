@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from toyimages import image_jobs
 from toyshapes import COLOURS, SHAPES, appearance, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
+from training import ArgumentParser, check_out_folder, nonnegative_int, positive_float, positive_int
 from video import find_videos, read_frames, write_image, write_video
 
 FPS = 3.75                  # files are written at the clip rate directly (loaders read the rate from the file)
@@ -420,16 +421,15 @@ def generate(out, seed=0, scale=1.0, workers=2):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Write the toy world.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description="Write the toy world.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of files of every part")
-    parser.add_argument("--workers", type=int, default=2, help="processes drawing and encoding")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiplies the number of files of every part")
+    parser.add_argument("--workers", type=positive_int, default=2, help="processes drawing and encoding")
     parser.add_argument("--reuse", action="store_true", help="keep a world already at --out if it is this version, "
                         "seed and scale; rewrite it otherwise")
     args = parser.parse_args()
-    if args.scale <= 0 or args.workers < 1:
-        parser.error(f"--scale must be > 0 and --workers >= 1 (got {args.scale} and {args.workers})")
+    check_out_folder(args.out)
     described = os.path.join(args.out, "world.json")
     if args.reuse and os.path.exists(described):
         with open(described) as f:

@@ -1,6 +1,7 @@
 """
-Plumbing the scripts share: processes (DDP), bundles of flag defaults (--setting), autocast, the order of the data,
-the learning-rate schedule, checkpoints that survive a crash, and the run's log. It knows neither data formats nor model internals.
+Plumbing the scripts share: processes (DDP), flags (bundles of defaults, checked values, one-line errors), autocast,
+the order of the data, the learning-rate schedule, run folders and checkpoints that survive a crash, and the run's
+log. It knows neither data formats nor model internals.
 
 Reproducibility is built on one idea: every random choice is keyed by *what it is for*, never drawn from a stream
 that carries state from step to step. The clip of a video, its crops and its mask at optimisation step s are
@@ -14,6 +15,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 
@@ -34,6 +36,10 @@ class Processes:
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            fail(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            fail(f"--device {device}: this machine has no CUDA GPU that torch can use (try --device cpu)")
         use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
         if use_cuda:
             torch.cuda.set_device(self.local_rank)
@@ -72,12 +78,46 @@ def fail(message):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
+# -----------------------------------------------------------------------------
+# flags
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (`error: argument --lr: must be > 0, got '0'`), without the usage block
+    that would push the reason off a narrow terminal. Every script's parser is one of these."""
+
+    def error(self, message):
+        fail(message)
+
+
+def checked(convert, test, condition):
+    """An argparse `type` that converts the text and refuses values failing `test`, saying `condition`."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {condition}, got {text!r}") from None
+        if not test(value):                        # NaN fails every comparison, so it is refused too
+            raise argparse.ArgumentTypeError(f"must be {condition}, got {text!r}")
+        return value
+    parse.__name__ = condition                     # what argparse names in its own messages
+    return parse
+
+
+positive_int = checked(int, lambda v: v >= 1, "a whole number >= 1")
+nonnegative_int = checked(int, lambda v: v >= 0, "a whole number >= 0")
+positive_float = checked(float, lambda v: 0 < v < math.inf, "a number > 0")
+nonnegative_float = checked(float, lambda v: 0 <= v < math.inf, "a number >= 0")
+open_fraction = checked(float, lambda v: 0 < v < 1, "a number between 0 and 1, both excluded")
+unit_interval = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+fraction = checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
 
 def parse_with_settings(p: argparse.ArgumentParser, settings: dict, argv=None) -> argparse.Namespace:
     """Parse argv with bundles of defaults: `--setting toy` (or `toy,image`, applied left to right) replaces some
     of the parser's defaults, which stay the paper's; a flag given on the command line still wins."""
     argv = sys.argv[1:] if argv is None else argv
-    early = argparse.ArgumentParser(add_help=False)
+    early = ArgumentParser(add_help=False)
     early.add_argument("--setting", default="paper")
     p.add_argument("--setting", default="paper", help=f"bundles of defaults, comma-separated: {', '.join(settings)}")
     for name in early.parse_known_args(argv)[0].setting.split(","):
@@ -171,6 +211,68 @@ def set_rng_states(states):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def check_out_folder(out, flag="--out"):
+    """Stop with one line unless `out` is, or can become, a folder this process may write: not when it is a file, lies
+    under a file, or its nearest existing parent may not be written. Creates nothing, so a script can check its output
+    folder before its work and write there after it."""
+    path = os.path.abspath(out)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            fail(f"{flag} {out} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            fail(f"{flag} {out}: this folder cannot be written to")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        fail(f"{flag} {out} lies under {parent}, which is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail(f"{flag} {out} cannot be created: {parent} cannot be written to")
+
+
+def prepare_run_folder(out, resume=None, overwrite=False, holds=("checkpoint.pt", "log.jsonl")):
+    """Make a training run's folder, or stop with one line: when it cannot be a folder (check_out_folder), or when it
+    holds a run (any of `holds`) that this one would destroy: such a run is continued with --resume, or replaced only
+    when the user says --overwrite. Removes the temporary files that killed runs left behind."""
+    check_out_folder(out)
+    os.makedirs(out, exist_ok=True)
+    held = [name for name in holds if os.path.exists(os.path.join(out, name))]
+    if held and not resume and not overwrite:
+        fail(f"--out {out} already holds a run ({', '.join(held)}): continue it with --resume auto, or write to "
+             f"another --out (--overwrite replaces it)")
+    if held and overwrite and not resume:
+        for name in held:
+            remove_if_there(os.path.join(out, name))
+    for name in os.listdir(out):                    # checkpoint.pt.tmp<pid> of a process that no longer runs
+        match = re.fullmatch(r".+\.tmp(\d+)", name)
+        if match and not process_alive(int(match.group(1))):
+            remove_if_there(os.path.join(out, name))
+
+
+def process_alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)                             # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:                         # it exists, under another user
+        return True
+    return True
+
+
+def remove_if_there(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:                       # another process of the run was first
+        pass
+
+
+def all_finite(tensors) -> bool:
+    """Whether every value of every tensor is finite. One host sync: for the moment before a checkpoint is written,
+    so that no checkpoint ever holds a NaN."""
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 def save_checkpoint(path, state):
     """Write atomically: to a temporary file beside `path`, flushed to disk, then renamed over it. A crash
     mid-write leaves the previous checkpoint whole."""
@@ -206,14 +308,20 @@ def unwrap(model):
 # the log
 
 
+def finite_or_none(value):
+    """A number for strict JSON: NaN and infinities, which JSON has no words for, become null."""
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
 class RunLog:
     """JSON lines in out/log.jsonl, written by the main process; resuming appends, dropping lines past the resumed
-    step (they were written after the checkpoint the run resumes from)."""
+    step (they were written after the checkpoint the run resumes from) and a last line cut short by a crash.
+    Every line is strict JSON: a non-finite number is written as null."""
 
     def __init__(self, path, main=True, resume_step=None):
         self.path, self.main = path, main
         if main and resume_step is not None and os.path.exists(path):
-            kept = [line for line in open(path) if json.loads(line).get("step", 0) <= resume_step]
+            kept = [json.dumps(r) + "\n" for r in self.records() if r.get("step", 0) <= resume_step]
             with open(path, "w") as f:
                 f.writelines(kept)
         elif main and resume_step is None and os.path.exists(path):
@@ -221,9 +329,19 @@ class RunLog:
 
     def write(self, **record):
         if self.main:
+            record = {k: finite_or_none(v) for k, v in record.items()}
             record["time"] = round(time.time(), 2)
             with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record, allow_nan=False) + "\n")
 
     def records(self):
-        return [json.loads(line) for line in open(self.path)] if os.path.exists(self.path) else []
+        """The log's records; a line that is not JSON (cut short by a kill mid-write) is left out."""
+        if not os.path.exists(self.path):
+            return []
+        records = []
+        for line in open(self.path):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records

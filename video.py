@@ -26,6 +26,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from training import ArgumentParser, checked, fail, positive_float, positive_int
+
 SAMPLE_FPS = 3.75            # every 8th frame of 30 fps video
 CLIP_FRAMES = 16             # about 4.3 s
 CANVAS = 256                 # datasets hand out square frames of this side; augmentation crops from them
@@ -297,6 +299,16 @@ def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, se
     sources = find_videos(src_root)
     if not sources:
         raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {src_root}")
+    # outputs are named by the source's stem: clip.mp4 and clip.webm in one folder would overwrite each other
+    by_output = {}
+    for source in sources:
+        by_output.setdefault(os.path.splitext(os.path.relpath(source, src_root))[0], []).append(source)
+    collisions = [names for names in by_output.values() if len(names) > 1]
+    if collisions:
+        shown = "; ".join(" and ".join(os.path.relpath(n, src_root) for n in names) for names in collisions[:5])
+        more = f" (and {len(collisions) - 5} more)" if len(collisions) > 5 else ""
+        raise ValueError(f"{len(collisions)} pair(s) of files under {src_root} differ only in their extension and "
+                         f"would be prepared into the same files: {shown}{more}; rename one of each")
     threads = 0 if workers <= 1 else 1                                    # 0: let FFmpeg pick when alone
     jobs = [(s, os.path.join(dst_root, os.path.relpath(os.path.dirname(s), src_root)), fps, short_side,
              segment_seconds, gop, crf, threads) for s in sources]
@@ -312,22 +324,27 @@ def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, se
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="transcode a folder of videos once for fast training",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("src", help="folder of source videos (searched recursively)")
     p.add_argument("dst", help="output folder; the source tree is mirrored under it")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel processes")
-    p.add_argument("--fps", type=float, default=SAMPLE_FPS, help="output frame rate")
-    p.add_argument("--short_side", type=int, default=CANVAS, help="output short side (pixels)")
-    p.add_argument("--segment_seconds", type=float, default=60, help="cut long recordings into segments of about this")
-    p.add_argument("--gop", type=int, default=16, help="frames between keyframes")
-    p.add_argument("--crf", type=int, default=20, help="H.264 quality: lower is better and bigger")
+    p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="parallel processes")
+    p.add_argument("--fps", type=positive_float, default=SAMPLE_FPS, help="output frame rate")
+    p.add_argument("--short_side", type=positive_int, default=CANVAS, help="output short side (pixels)")
+    p.add_argument("--segment_seconds", type=positive_float, default=60,
+                   help="cut long recordings into segments of about this")
+    p.add_argument("--gop", type=positive_int, default=16, help="frames between keyframes")
+    p.add_argument("--crf", type=checked(int, lambda v: 0 <= v <= 51, "a whole number from 0 to 51"), default=20,
+                   help="H.264 quality: lower is better and bigger")
     args = parser.parse_args()
     try:
         counts = prepare(args.src, args.dst, args.workers, args.fps, args.short_side, args.segment_seconds, args.gop,
                          args.crf)
-    except FileNotFoundError as e:
-        raise SystemExit(f"error: {e}")
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
     print(f"prepared {counts['done']}, already done {counts['skipped']}, failed {counts['failed']} -> {args.dst}")
+    if counts["failed"] and not counts["done"] + counts["skipped"]:
+        fail(f"not one of the {counts['failed']} files under {args.src} could be prepared (see the warnings above)")

@@ -8,8 +8,8 @@ import torch
 
 import data
 from augment import augment, sample_crops
-from data import (ClipDataset, ImageClipDataset, authors_split, collate_clips, folder_items, fraction_subset,
-                  headcam_items, image_items, kinetics_items, kshot_indices, make_loader, ssv2_items)
+from data import (ClipDataset, ImageClipDataset, Unreadable, authors_split, collate_clips, first_readable, folder_items,
+                  fraction_subset, headcam_items, image_items, kinetics_items, kshot_indices, make_loader, ssv2_items)
 from synthetic import read_indices, write_indexed_video
 from video import write_image
 
@@ -164,14 +164,22 @@ def test_unreadable_files_are_skipped_with_one_warning_each_and_counted(tmp_path
     messages = [str(w.message) for w in caught]
     assert len(messages) == 3 and all(any(n in m for m in messages) for n in ("truncated", "zero", "notes"))
     assert sorted(p.rsplit("/", 1)[1] for p in dataset.skipped) == ["notes.mp4", "truncated.mp4", "zero.mp4"]
-    clips, labels = batches[0]
+    clips, labels, unreadable = batches[0]
     assert clips.shape == (2 * 2, 16, 256, 256, 3) and labels.shape == (4,)   # good and short, 2 views each
-    assert collate_clips([None, None]) is None
+    assert sorted(p.rsplit("/", 1)[1] for b in batches for p in b.unreadable) == ["notes.mp4", "truncated.mp4",
+                                                                                  "zero.mp4"]
+    nothing = collate_clips([Unreadable("a.mp4"), Unreadable("b.mp4")])
+    assert nothing.clips is None and nothing.labels is None and nothing.unreadable == ("a.mp4", "b.mp4")
+    broken_first = ClipDataset(headcam_items(tmp_path, "S").select([1, 3, 0]), train=False)  # notes, truncated, good
+    index, (clip, _) = first_readable(broken_first, "S")
+    assert index == 2 and clip.shape == (1, 16, 256, 256, 3)             # good.mp4: the first readable
+    with pytest.raises(FileNotFoundError, match="none of the 3 files of the broken ones is readable"):
+        first_readable(ClipDataset(headcam_items(tmp_path, "S").select([1, 3, 4]), train=False), "the broken ones")
     (tmp_path / "img" / "train" / "cat").mkdir(parents=True)
     (tmp_path / "img" / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n not really")
     images = ImageClipDataset(image_items(tmp_path / "img"))
     with pytest.warns(UserWarning, match="skipping unreadable file .*broken.png"):
-        assert images[0] is None
+        assert images[0] == Unreadable(str(tmp_path / "img" / "train" / "cat" / "broken.png"))
 
 
 def test_fraction_subsets_prefix_and_random():
@@ -258,7 +266,7 @@ def test_augment_shapes_one_box_per_clip_flips_and_a_deterministic_centre():
 def test_loader_with_worker_processes_batches_repeated_views(root):
     dataset = ClipDataset(headcam_items(root / "saycam", "SAY"), train=True, repeats=3)
     loader = make_loader(dataset, batch_size=2, workers=2, seed=0)
-    clips, labels = next(iter(loader))
+    clips, labels, _ = next(iter(loader))
     assert clips.shape == (6, 16, 256, 256, 3) and labels.tolist() == [-1] * 6
     x = augment(clips, train=True)
     assert x.shape == (6, 3, 16, 224, 224)

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,9 +16,11 @@ from toyworld import action_classes
 from training import set_lr
 
 RESULT_FIELDS = {"task", "shots", "seed", "init", "init_kind", "image_model", "classes", "subset", "num_train",
-                 "num_select", "num_val", "steps", "train_seconds", "eval_seconds", "best", "last"}
+                 "num_select", "num_val", "steps", "unreadable_training_files", "train_seconds", "eval_seconds", "best",
+                 "last"}
 SCORE_FIELDS = {"step", "select_top1", "top1", "top5", "n", "per_class"}
-SHIPPED_MAE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "toy_mae_S.pt")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED_MAE = os.path.join(ROOT, "assets", "toy_mae_S.pt")
 
 
 def run(world, out, *flags):
@@ -107,6 +111,41 @@ def test_bad_input_stops_with_one_line_naming_it(toy_world, tmp_path, capsys):
         with pytest.raises(SystemExit):
             run(toy_world[0], tmp_path / "run", "--task", "ssv2", *flags)
         assert words in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_before_it_writes_non_finite_weights(toy_world, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run(toy_world[0], tmp_path / "run", "--task", "kinetics", "--shots", "4", "--select_shots", "2",
+            "--epochs", "6", "--lr", "1e6", "--warmup_epochs", "0")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "not finite" in last or "the loss is nan" in last, last
+    assert "stopping without saving" in last
+    for name in ("checkpoint.pt", "best.pt"):                   # whatever was written before the stop is sound
+        if (tmp_path / "run" / name).exists():
+            state = torch.load(tmp_path / "run" / name, weights_only=False)
+            assert all(torch.isfinite(v).all() for v in state["model"].values()), name
+    if "the last good checkpoint is " in last:
+        assert os.path.exists(last.rsplit("the last good checkpoint is ", 1)[1])
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_with_accumulation_make_the_update_of_one_process(toy_world, tmp_path):
+    """--accum 2 over 2 processes (DDP's no_sync between micro-batches) = one process on the same global batch."""
+    flags = ["finetune.py", "--setting", "toy", "--world", str(toy_world[0]), "--task", "kinetics", "--shots", "4",
+             "--select_shots", "0", "--epochs", "1", "--batch_size", "8", "--accum", "2", "--dropout", "0",
+             "--drop_path", "0", "--clip_grad", "100"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for command in ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *flags,
+                     "--out", str(tmp_path / "two")], [sys.executable, *flags, "--out", str(tmp_path / "one")]):
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["model"]
+    # Adam turns the float noise of gradients that are zero in exact arithmetic (the key projection's bias: softmax
+    # ignores it) into steps of up to lr, so the weights agree to 1e-3, not to the last digit; the gradients do
+    assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+    logs = [[json.loads(line) for line in open(tmp_path / run / "log.jsonl")] for run in ("two", "one")]
+    assert [r["grad_norm"] for r in logs[0]] == [r["grad_norm"] for r in logs[1]]
 
 
 def test_a_resumed_run_ends_with_the_same_weights_and_writes_the_documented_results(toy_world, tmp_path):

@@ -1,4 +1,4 @@
-import time
+import math
 
 import pytest
 import torch
@@ -27,21 +27,24 @@ def test_vit_h14_has_the_papers_encoder_parameter_count():
     assert 1.0e12 < training_flops(cfg, 0.9) < 1.1e12
 
 
-def test_toy_preset_trains_a_step_in_well_under_a_second():
+def test_the_toy_preset_trains_three_steps_and_its_loss_goes_down():
+    """Shapes and a falling loss on one batch; its speed is measured by bench.py, never asserted here."""
     cfg = make_config("toy")
     assert cfg.img_size % cfg.patch == 0 and cfg.frames % cfg.t_patch == 0
+    torch.manual_seed(0)
     model = MaskedAutoencoder(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     video = torch.randn(2, 3, cfg.frames, cfg.img_size, cfg.img_size)
-    for i in range(3):                                                # the first step pays for warm-up
-        start = time.perf_counter()
-        loss, pred, mask = model(video, mask_ratio=0.9)
+    ids = random_mask(2, cfg.grid, 0.9, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(3):
+        loss, pred, mask = model(video, ids_keep=ids.ids_keep, ids_restore=ids.ids_restore)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        elapsed = time.perf_counter() - start
+        losses.append(loss.item())
     assert pred.shape == (2, cfg.num_tokens, cfg.token_dim) and mask.shape == (2, cfg.num_tokens)
-    assert torch.isfinite(loss) and elapsed < 0.5
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0]
 
 
 def small_mae_video_and_mask(batch, ratio, mask_seed):

@@ -13,7 +13,7 @@ from augment import augment
 from data import ClipDataset, fraction_subset, headcam_items
 from mask import make_mask, patchify
 from checkpoints import load_model
-from training import StepSampler, learning_rate, load_checkpoint, save_checkpoint
+from training import RunLog, StepSampler, learning_rate, load_checkpoint, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,6 +98,17 @@ def test_checkpoints_are_written_atomically(tmp_path):
     assert load_checkpoint(str(path))["step"] == 1                          # the old one, whole
 
 
+def test_the_log_is_strict_json_and_a_resume_keeps_its_good_lines(tmp_path):
+    path = tmp_path / "log.jsonl"
+    log = RunLog(str(path))
+    for step, loss in ((1, 0.5), (2, float("nan")), (3, 0.25)):
+        log.write(step=step, loss=loss, grad_norm=float("inf"))
+    assert [json.loads(line)["loss"] for line in path.read_text().splitlines()] == [0.5, None, 0.25]   # no bare NaN
+    path.write_text(path.read_text() + '{"step": 4, "lo')                        # a line cut short by a kill
+    assert [r["step"] for r in RunLog(str(path), resume_step=3).records()] == [1, 2, 3]
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_weights(toy_world, tmp_path):
     steps = ["--steps", "8"]
@@ -120,8 +131,9 @@ def test_a_killed_run_resumes_to_the_same_weights(toy_world, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_make_the_update_of_one_process_on_both_batches(toy_world, tmp_path):
-    steps = ["--steps", "3", "--clip_grad", "100"]
+@pytest.mark.parametrize("accum", ["1", "2"])             # 2: DDP's no_sync between micro-batches
+def test_two_gloo_processes_make_the_update_of_one_process_on_both_batches(accum, toy_world, tmp_path):
+    steps = ["--steps", "3", "--clip_grad", "100", "--accum", accum]
     run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         *toy_args(toy_world[0], tmp_path / "two", *steps, "--batch_videos", "1"))
     run(*toy_args(toy_world[0], tmp_path / "one", *steps, "--batch_videos", "2"))
@@ -168,3 +180,52 @@ def test_a_diverging_loss_stops_the_run_without_a_poisoned_checkpoint(toy_world,
     if saved.exists():
         state = load_checkpoint(str(saved))
         assert state["step"] < 20 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_non_finite_gradient_stops_the_run_and_names_a_good_checkpoint(toy_world, tmp_path):
+    """A step whose loss is finite but whose gradient is not: the run stops before it writes the ruined weights, and
+    names the checkpoint that is still good."""
+    run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "2", "--save_every", "2"))
+    result = run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "12", "--save_every", "2", "--lr", "1e6",
+                           "--resume", "auto"), check=False)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and "not finite" in last and "stopping without saving" in last, result.stderr
+    named = last.rsplit("the last good checkpoint is ", 1)[1]
+    assert named == str(tmp_path / "out" / "checkpoint.pt")
+    state = load_checkpoint(named)
+    assert state["step"] >= 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+    run(*toy_args(toy_world[0], tmp_path / "out", "--steps", str(state["step"] + 1), "--resume", "auto"))  # resumable
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume_and_kept_whole(toy_world, tmp_path):
+    out = tmp_path / "out"
+    run(*toy_args(toy_world[0], out, "--steps", "2"))
+    before = {name: (out / name).read_bytes() for name in ("checkpoint.pt", "log.jsonl")}
+    result = run(*toy_args(toy_world[0], out, "--steps", "2"), check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and str(out) in lines[0], result.stderr
+    assert "--resume auto" in lines[0] and "another --out" in lines[0]
+    assert {name: (out / name).read_bytes() for name in before} == before          # nothing touched
+    (out / "checkpoint.pt.tmp999999999").write_bytes(b"half a checkpoint")       # left by a killed process
+    run(*toy_args(toy_world[0], out, "--steps", "3", "--resume", "auto"))
+    assert load_checkpoint(str(out / "checkpoint.pt"))["step"] == 3
+    assert not (out / "checkpoint.pt.tmp999999999").exists()
+    run(*toy_args(toy_world[0], out, "--steps", "1", "--overwrite"))              # said to replace it
+    assert load_checkpoint(str(out / "checkpoint.pt"))["step"] == 1 and len(losses(out)) == 1
+
+
+def test_unreadable_files_are_skipped_wherever_they_sort_and_counted(toy_world, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "0_broken.mp4").write_bytes(b"not a video")                         # sorts first: the figure's clip
+    for path in sorted((toy_world[0] / "saycam" / "S").rglob("*.mp4"))[:3]:
+        (videos / path.name).write_bytes(path.read_bytes())
+    result = run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "4", "--data", str(videos)))
+    assert "skipped 1 unreadable file" in result.stdout
+    assert losses(tmp_path / "out")[-1]["unreadable_files"] == 1
+    for path in videos.glob("*.mp4"):
+        path.write_bytes(b"not a video either")
+    result = run(*toy_args(toy_world[0], tmp_path / "none", "--steps", "2", "--data", str(videos)), check=False)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and str(videos) in last and "readable" in last and "Traceback" not in result.stderr
+    assert not (tmp_path / "none").exists()

@@ -87,7 +87,7 @@ def test_bad_input_gives_one_line(tmp_path, capsys):
                           (["--world", "w", "--untrained", "toy", "--task", "imagenet"], "--task imagenet"),
                           (["--untrained", "toy"], "--data_root"),
                           (["--world", "w", "--ckpt", "c.pt", "--patch", "8"], "a checkpoint carries its own"),
-                          (["--world", "w", "--untrained", "toy", "--max_per_class", "0"], "at least 1")):
+                          (["--world", "w", "--untrained", "toy", "--max_per_class", "0"], "--max_per_class")):
         with pytest.raises(SystemExit):
             probe.parse_args(argv)
         assert message in capsys.readouterr().err

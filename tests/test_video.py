@@ -116,6 +116,23 @@ def test_prepare_cuts_long_recordings_into_minute_segments(tmp_path):
     assert read_indices(second) == [281 * 8, 291 * 8]                   # it continues where the first ended
 
 
+def test_prepare_refuses_files_that_differ_only_in_extension_and_fails_when_every_file_fails(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_indexed_video(src / "clip.mp4", 30, 30, size=48)
+    write_indexed_video(src / "clip.webm", 30, 30, size=48)                   # another video, the same stem
+    command = [sys.executable, os.path.join(ROOT, "video.py"), "prepare", str(src), str(tmp_path / "dst")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "clip.mp4 and clip.webm" in lines[0], result.stderr
+    assert not (tmp_path / "dst").exists()                                    # nothing prepared, nothing lost
+    (src / "clip.webm").unlink()
+    (src / "clip.mp4").write_bytes(b"not a video")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "not one of the 1 files" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_prepare_killed_mid_file_leaves_no_half_file_and_a_rerun_completes(tmp_path):
     src = tmp_path / "src"
