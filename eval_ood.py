@@ -40,9 +40,9 @@ from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment
 from data import (ASSETS, OOD_BY_CATEGORY, OOD_CONDITIONS, OOD_EXCLUDED, ImageClipDataset, Unreadable, make_loader,
                   ood_items)
 from figures import plt, to_pixels  # figures.py has chosen matplotlib's file-only backend
-from checkpoints import load_model, read_checkpoint
-from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, load_checkpoint,
-                      nonnegative_int, parse_with_settings, positive_int)
+from checkpoints import load_checkpoint, load_model, read_checkpoint
+from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
+                      parse_with_settings, positive_int)
 
 SETTINGS = {
     "paper": {},
@@ -54,7 +54,8 @@ NORMALISATION = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "video": (VIDEO_MEAN
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", nargs="+", required=True, help="classifier checkpoints (ours or the authors' released)")
+    p.add_argument("--ckpt", nargs="+", required=True, help="classifier checkpoints (ours or the authors' released, "
+                   "files or names: vit_hvm1_imagenet-2pt; checkpoints.py --list)")
     p.add_argument("--names", default=None, help="'|'-separated model names (default: their run folders)")
     p.add_argument("--data_root", default="model-vs-human/datasets", help="the folder holding the datasets' folders")
     p.add_argument("--datasets", default=",".join(OOD_CONDITIONS), help="comma-separated: which of the 17")

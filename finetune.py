@@ -38,12 +38,12 @@ from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment,
 from data import (ClipDataset, ImageClipDataset, authors_split, first_readable, image_items, kinetics_items,
                   kshot_indices, make_loader, ssv2_items)
 from figures import curves, embedding_panels
-from checkpoints import checkpoint_config, load_model
+from checkpoints import checkpoint_config, load_checkpoint, load_model, resolve_checkpoint
 from model import VideoClassifier, frame_by_frame, make_config, param_groups
 from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
-                      generator, learning_rate, load_checkpoint, nonnegative_float, nonnegative_int,
-                      parse_with_settings, positive_float, positive_int, prepare_run_folder, rng_states,
-                      save_checkpoint, set_lr, set_rng_states, unit_interval, unwrap)
+                      generator, learning_rate, nonnegative_float, nonnegative_int, parse_with_settings,
+                      positive_float, positive_int, prepare_run_folder, rng_states, save_checkpoint, set_lr,
+                      set_rng_states, unit_interval, unwrap)
 
 TASKS = {  # task: (training split, validation split, flip when training, normalisation)
     "ssv2": ("train", "validation", False, (VIDEO_MEAN, VIDEO_STD)),
@@ -81,7 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=nonnegative_int, default=8)
     # model
     p.add_argument("--init", default="scratch", help="a checkpoint (our MAE or classifier, an image MAE, or the "
-                   "authors' released file), or 'scratch'")
+                   "authors' released file or its name: checkpoints.py --list), or 'scratch'")
     p.add_argument("--preset", default="huge_patch14", help="the architecture when --init scratch")
     p.add_argument("--img_size", type=positive_int, default=224, help="when --init scratch (checkpoints carry theirs)")
     p.add_argument("--patch", type=positive_int, default=None,
@@ -111,7 +111,8 @@ def parse_args(argv=None):
     p.add_argument("--subset", default=None, help="class names ('|'-separated, or a file with one per line) to "
                    "report accuracy on apart (the paper's developmentally realistic SSV2 categories)")
     p.add_argument("--embed", nargs="+", default=None, metavar="CKPT", help="no training: pooled features of the "
-                   "validation set from each checkpoint, and a t-SNE figure of the --subset classes side by side")
+                   "validation set from each checkpoint (a file or a released name), and a t-SNE figure of the "
+                   "--subset classes side by side")
     p.add_argument("--embed_titles", default=None, help="'|'-separated panel titles (default: file names)")
     p.add_argument("--out", default=None, help="run folder (default runs/ft_<task>_<shots>_seed<seed>)")
     p.add_argument("--resume", default=None, help="a checkpoint to continue, or 'auto'")
@@ -278,17 +279,18 @@ def embed(args, procs):
     try:
         val = task_items(args.task, args.data_root, TASKS[args.task][1])
         names = read_subset(args.subset, val.classes) or val.classes
-        missing = next((p for p in args.embed if not os.path.isfile(p)), None)
-        if missing:
-            raise FileNotFoundError(f"--embed: no checkpoint at {missing}")
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+    try:                                        # files, or released names (downloaded now): all there before any work
+        files = [resolve_checkpoint(p) for p in args.embed]
+    except (ValueError, FileNotFoundError) as e:
+        fail(f"--embed: {e}")
     keep = np.flatnonzero(np.isin(val.labels, [val.classes.index(c) for c in names]))
     titles = args.embed_titles.split("|") if args.embed_titles else [os.path.basename(p) for p in args.embed]
     panels = []
-    for path, title in zip(args.embed, titles):
+    for path, file, title in zip(args.embed, files, titles):
         try:
-            model = load_model(load_checkpoint(path), kind="classifier", num_classes=len(val.classes))
+            model = load_model(file, kind="classifier", num_classes=len(val.classes))
         except ValueError as e:
             fail(f"--embed: {e}")
         model = model.to(procs.device)

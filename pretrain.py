@@ -20,6 +20,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -31,12 +32,11 @@ from data import (CHILDREN, ClipDataset, Items, first_readable, fraction_subset,
                   make_items, make_loader)
 from figures import completion_rows, curves
 from mask import make_mask
-from checkpoints import checkpoint_config
+from checkpoints import checkpoint_config, load_checkpoint, load_model
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
 from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, fail, fraction, generator,
-                      learning_rate, load_checkpoint, nonnegative_float, nonnegative_int, open_fraction,
-                      parse_with_settings, positive_float, positive_int, prepare_run_folder, save_checkpoint, set_lr,
-                      unwrap)
+                      learning_rate, nonnegative_float, nonnegative_int, open_fraction, parse_with_settings,
+                      positive_float, positive_int, prepare_run_folder, save_checkpoint, set_lr, unwrap)
 from video import find_videos
 
 # Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
@@ -107,7 +107,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", default=None, help="a checkpoint to continue, or 'auto' for <out>/checkpoint.pt if any")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (without it, a folder that "
                    "holds a run is refused unless --resume is given)")
-    p.add_argument("--init", default=None, help="start from these MAE weights (a fresh optimizer and step 0)")
+    p.add_argument("--init", default=None, help="start from these MAE weights (a fresh optimizer and step 0): our "
+                   "checkpoint, or the authors' released MAE, a file or its name (mae_s_none: checkpoints.py --list)")
     p.add_argument("--log_every", type=positive_int, default=50)
     p.add_argument("--save_every", type=positive_int, default=1000)
     p.add_argument("--figure_every", type=positive_int, default=5000)
@@ -183,11 +184,11 @@ def figure_clip(items, args, cfg, device):
 # the run
 
 
-def check_same_model(flag, state, cfg):
-    """Stop unless a checkpoint (--resume or --init) was made for the model these flags build. The head counts change
+def check_same_model(flag, config, cfg):
+    """Stop unless a checkpoint's config (--resume's, --init's) is the model these flags build. The head counts change
     no weight's shape, so a mismatch there would load without complaint and compute something else. pos_init is left
-    out: it only sets starting values, which the loaded weights replace. A file without our config is not checked."""
-    differs = [f"{k} {v} (this run: {getattr(cfg, k)})" for k, v in state.get("config", {}).items()
+    out: it only sets starting values, which the loaded weights replace."""
+    differs = [f"{k} {v} (this run: {getattr(cfg, k)})" for k, v in config.items()
                if k in ViTConfig.__dataclass_fields__ and k != "pos_init" and v != getattr(cfg, k)]
     if differs:
         fail(f"{flag} holds another model: {', '.join(differs)}; give the flags it was made with")
@@ -237,7 +238,7 @@ def main(args):
     try:
         if resume:
             state = load_checkpoint(resume, device)
-            check_same_model(f"--resume {resume}", state, cfg)
+            check_same_model(f"--resume {resume}", state.get("config", {}), cfg)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -245,10 +246,10 @@ def main(args):
             if state.get("global_videos") != global_videos:
                 procs.print(f"note: {resume} was trained with {state.get('global_videos')} videos per step, this run "
                             f"takes {global_videos}: the data order will differ from the original run's")
-        elif args.init:
-            state = load_checkpoint(args.init, device)
-            check_same_model(f"--init {args.init}", state, cfg)
-            model.load_state_dict(state["model"])
+        elif args.init:                     # ours or the authors' (its config read off the shapes), a file or a name
+            init = load_model(args.init, kind="mae")
+            check_same_model(f"--init {args.init}", asdict(init.cfg), cfg)
+            model.load_state_dict(init.state_dict())
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     except KeyError as e:

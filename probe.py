@@ -21,6 +21,7 @@ Results: a table, and a JSON file (--out) with top-1 per task and feature, the c
 import argparse
 import json
 import os
+import re
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--task", default="ssv2", help="ssv2, kinetics, or both: 'ssv2,kinetics'")
     p.add_argument("--data_root", default=None, help="the task's folder (one task only)")
     p.add_argument("--world", default=None, help="a toy world: each task's folder is WORLD/<task>")
-    p.add_argument("--ckpt", default=None, help="an MAE or classifier checkpoint (ours or the authors' released file)")
+    p.add_argument("--ckpt", default=None, help="an MAE or classifier checkpoint (ours or the authors' released file, "
+                   "or its name: checkpoints.py --list)")
     p.add_argument("--untrained", default=None, metavar="PRESET|CKPT", help="instead of --ckpt: this preset's "
                    "architecture, or this checkpoint's (an image model's too), with fresh seeded weights")
     p.add_argument("--patch", type=positive_int, default=None, help="with --untrained PRESET: the spatial tube size")
@@ -80,9 +82,12 @@ def parse_args(argv=None):
         p.error("--data_root names one task's folder; for several tasks use --world")
     if not args.data_root and not args.world:
         p.error("give --data_root (or --world for a toy world)")
-    if args.out is None and args.ckpt:                                    # beside it: runs/x/probe_checkpoint.json
+    if args.out is None and args.ckpt and os.path.isfile(args.ckpt):     # beside it: runs/x/probe_checkpoint.json
         stem = os.path.splitext(os.path.basename(args.ckpt))[0]
         args.out = os.path.join(os.path.dirname(args.ckpt), f"probe_{stem}.json")
+    elif args.out is None and args.ckpt:                                  # a released name: runs/probe_<name>.json
+        name = os.path.splitext(re.sub(r"[^\w@.-]+", "_", args.ckpt))[0]    # hvm-1/vit_hvm1_none: hvm-1_vit_hvm1_none
+        args.out = os.path.join("runs", f"probe_{name}.json")
     elif args.out is None:
         untrained = args.untrained
         if os.path.isfile(untrained):                                     # runs/x/checkpoint.pt -> x
@@ -95,18 +100,16 @@ def parse_args(argv=None):
 def encoder(args, device):
     """The frozen encoder: a checkpoint's (its decoder or head unused), or an untrained one of a preset's or a
     checkpoint's architecture (the encoder's weights are drawn first, so an MAE of the same seed has the same ones)."""
-    if args.ckpt and not os.path.isfile(args.ckpt):
-        fail(f"--ckpt {args.ckpt}: no such file")
     try:
         if args.ckpt:
-            model = load_model(args.ckpt)                                 # unreadable files: a ValueError naming them
+            model = load_model(args.ckpt)                                 # a file or a released model's name
         else:
             like = os.path.isfile(args.untrained)                         # a checkpoint's architecture, or a preset's
             cfg = (read_checkpoint(args.untrained)[1] if like else
                    make_config(args.untrained, patch=args.patch, t_patch=args.t_patch))
             torch.manual_seed(args.seed)
             model = VisionTransformer(cfg)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         fail(f"{'--ckpt' if args.ckpt else '--untrained'}: {e}")
     return model.to(device).eval()
 

@@ -195,7 +195,7 @@ def set_lr(optimizer, lr):
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 # -----------------------------------------------------------------------------
-# checkpoints
+# writing checkpoints (reading them, from a file or a released model's name, is checkpoints.load_checkpoint)
 
 
 def rng_states():
@@ -283,20 +283,6 @@ def save_checkpoint(path, state):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def load_checkpoint(path, device="cpu"):
-    """A checkpoint file's dict. FileNotFoundError if there is none; ValueError (naming the file) for a file that is
-    not a checkpoint, so every script can stop with one line instead of a pickle traceback."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:
-        raise ValueError(f"cannot read checkpoint {path}: {e}") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a checkpoint: it holds a {type(state).__name__}, not a dict")
-    return state
 
 
 def unwrap(model):

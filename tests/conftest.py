@@ -7,6 +7,10 @@ import torch
 # The tests import the project's flat modules (mask.py, model.py, ...) from the repository root.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Tests never reach the Hugging Face Hub: released models' names resolve from a test's own cache, or fail. Set before
+# huggingface_hub is imported (it reads its environment once), and inherited by the scripts tests start.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 # Two cores in CI: keep each test process on them without oversubscription.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

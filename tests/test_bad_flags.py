@@ -1,6 +1,6 @@
 """Every script's bad flags: a non-zero exit and one line on stderr that names the flag (or the file), never a
 traceback. The scripts run in this process (their main(parse_args(argv)), as `python script.py` runs them), so that
-the whole audit costs seconds; an exception other than the clean exit fails the test as a traceback would. The two
+the whole audit costs seconds; an exception other than the clean exit fails the test as a traceback would. The
 scripts whose flags are read under `if __name__ == "__main__"` run as a user runs them, in a fresh process."""
 
 import importlib
@@ -119,6 +119,7 @@ MAIN_CASES = [  # scripts whose flags are read in their __main__ block: run as a
     (["video.py", "prepare", "TMP", "TMP/p", "--workers", "0"], "--workers"),
     (["video.py", "prepare", "TMP", "TMP/p", "--crf", "99"], "--crf"),
     (["video.py", "prepare", "TMP/missing", "TMP/p"], "TMP/missing"),
+    (["checkpoints.py", "--lsit"], "--lsit"),
 ]
 
 

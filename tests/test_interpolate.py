@@ -101,7 +101,7 @@ def test_clips_are_spread_over_the_videos_and_their_durations(tmp_path):
 def test_a_missing_checkpoint_gives_one_clear_line_and_a_nonzero_exit():
     result = run("--setting", "toy", "--ckpt", "missing.pt", "--child", "A")
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["error: --ckpt missing.pt: no such file"], result.stderr
+    assert result.stderr.strip().splitlines() == ["error: --ckpt: no checkpoint at missing.pt"], result.stderr
 
 
 @pytest.mark.parametrize("case, message", [

@@ -12,8 +12,8 @@ import torch
 from augment import augment
 from data import ClipDataset, fraction_subset, headcam_items
 from mask import make_mask, patchify
-from checkpoints import load_model
-from training import RunLog, StepSampler, learning_rate, load_checkpoint, save_checkpoint
+from checkpoints import load_checkpoint, load_model
+from training import RunLog, StepSampler, learning_rate, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,6 +170,25 @@ def test_the_decoder_heads_flag_reaches_the_checkpoint_and_a_resume_or_init_must
         result = run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "2"), *flags, check=False)
         assert result.returncode != 0 and "decoder_heads 1 (this run: 4)" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "b").exists()                                   # nothing written for a refused --init
+
+
+def test_init_continues_the_authors_released_mae_and_refuses_a_classifier(toy_world, tmp_path):
+    from model import MaskedAutoencoder, VideoClassifier, make_config
+    from test_checkpoints import released_format
+    torch.manual_seed(1)                                                  # the run's own init draws with seed 0
+    mae = MaskedAutoencoder(make_config("toy", decoder_heads=16))         # the decoder heads a released file implies
+    torch.save({"model": released_format(mae.state_dict()), "epoch": 7}, tmp_path / "released_mae.pth")
+    run(*toy_args(toy_world[0], tmp_path / "out", "--steps", "1", "--decoder_heads", "16",
+                  "--init", str(tmp_path / "released_mae.pth")))
+    after = weights(tmp_path / "out" / "checkpoint.pt")
+    # one AdamW step moves each weight by at most about the lr (1e-3, and warmed up: 1e-5): it started from the file
+    assert all((after[k] - v).abs().max() <= 1e-3 for k, v in mae.state_dict().items())
+
+    clf = VideoClassifier(make_config("toy", num_classes=3))
+    torch.save({"model": released_format(clf.state_dict())}, tmp_path / "released_clf.pth")
+    refused = ["--steps", "1", "--init", str(tmp_path / "released_clf.pth")]
+    result = run(*toy_args(toy_world[0], tmp_path / "clf", *refused), check=False)
+    assert result.returncode != 0 and "cannot be loaded as an MAE" in result.stderr.strip().splitlines()[-1]
 
 
 def test_a_diverging_loss_stops_the_run_without_a_poisoned_checkpoint(toy_world, tmp_path):

@@ -26,8 +26,13 @@ def test_an_untrained_encoder_reads_the_frame_telling_task_and_the_scores_are_wr
 
 def test_default_outputs_do_not_collide(tmp_path):
     args = lambda *argv: probe.parse_args(["--world", "w", *argv])
-    assert args("--ckpt", "runs/S/checkpoint.pt").out == "runs/S/probe_checkpoint.json"
-    assert args("--ckpt", "runs/Y/checkpoint.pt").out == "runs/Y/probe_checkpoint.json"
+    for child in "SY":                                                    # beside each run's checkpoint
+        ckpt = tmp_path / child / "checkpoint.pt"
+        ckpt.parent.mkdir()
+        ckpt.write_bytes(b"")
+        assert args("--ckpt", str(ckpt)).out == str(tmp_path / child / "probe_checkpoint.json")
+    assert args("--ckpt", "mae_kinetics_none").out == "runs/probe_mae_kinetics_none.json"       # released names
+    assert args("--ckpt", "hvm-1/mae_kinetics_none").out == "runs/probe_hvm-1_mae_kinetics_none.json"
     assert args("--untrained", "toy").out == "runs/probe_untrained_toy_seed0.json"
     finer = args("--untrained", "toy", "--patch", "8", "--t_patch", "4")
     assert finer.out == "runs/probe_untrained_toy_p8_t4_seed0.json"
@@ -76,7 +81,7 @@ def test_bad_input_gives_one_line(tmp_path, capsys):
         probe.main(probe.parse_args(["--world", str(tmp_path), "--ckpt", str(tmp_path / "missing.pt")]))
     assert stop.value.code == 2
     missing = tmp_path / "missing.pt"
-    assert capsys.readouterr().err.strip() == f"error: --ckpt {missing}: no such file"
+    assert capsys.readouterr().err.strip() == f"error: --ckpt: no checkpoint at {missing}"
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit):
