@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from toy import WORLD
 from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, clip_times, find_videos, read_clip, read_frames,
                    read_image)
 
@@ -149,6 +150,66 @@ def ssv2_items(root, split="train") -> Items:
     listing = [([os.path.join(root, d, f"{e['id']}{ext}") for d in ("", "videos") for ext in (".webm", ".mp4")],
                 e["template"]) for e in entries[split]]
     return listed_items(listing, classes, f"SSV2 {split} under {root}")
+
+# -----------------------------------------------------------------------------
+# which videos a pretraining run takes (pretrain.py --data)
+
+# Where the data sit when --data_root is not given: the paths the README documents (data/ is for your data).
+DEFAULT_ROOTS = {"headcam": os.path.join("data", "saycam"), "kinetics": os.path.join("data", "kinetics")}
+
+
+def source_roots(data, data_root):
+    """{source: root}: one root for every source, or name=root pairs (S=/data/saycam,kinetics=/data/k700)."""
+    sources = [s.strip() for s in data.split(",") if s.strip()]
+    if data_root and "=" in data_root:
+        roots = dict(pair.split("=", 1) for pair in data_root.split(","))
+        missing = [s for s in sources if s not in roots and not os.path.isdir(s)]
+        if missing:
+            raise ValueError(f"--data_root names no folder for {', '.join(missing)} (give name=folder pairs)")
+        return {s: roots.get(s) for s in sources}
+    return {s: data_root for s in sources}
+
+
+def default_root(kind, source, holds):
+    """The documented place for a source given without --data_root; one line naming it when nothing is there."""
+    root = DEFAULT_ROOTS[kind]
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--data {source}: no {root}/ here (its default place, holding {holds}); put the data "
+                                f"there, or give its folder with --data_root")
+    return root
+
+
+def source_items(source, root=None, seed=0) -> Items:
+    """The videos of one source: a headcam child or children (S, A, Y, SAY), Kinetics (or its 200-hour subset), the
+    toy world's child S, or any folder of videos."""
+    if source == "toy":                                            # the toy world's child S
+        root = root or WORLD
+        if not os.path.isdir(os.path.join(root, "saycam")):
+            raise FileNotFoundError(f"no toy world at {root}: make one with `python -m toy.world --out {root}`")
+        return headcam_items(os.path.join(root, "saycam"), "S")
+    if all(c in CHILDREN for c in source.replace("+", "")) and source:
+        root = root or default_root("headcam", source, "the children's folders S/, A/, Y/")
+        return headcam_items(root, source.replace("+", ""))
+    if source in ("kinetics", "kinetics-200h"):
+        items = kinetics_items(root or default_root("kinetics", source, "train/<class>/"), "train")
+        if source == "kinetics-200h":                              # 128 clips per class, as the authors' 200 hours
+            rng = np.random.default_rng(seed)
+            keep = [i for c in np.unique(items.labels) for i in
+                    rng.permutation(np.flatnonzero(items.labels == c))[:128]]
+            items = items.select(np.sort(keep))
+        return items
+    folder = source if os.path.isdir(source) or not root else os.path.join(root, source)
+    if os.path.isdir(folder):                                      # any folder of videos (or one under --data_root)
+        paths = find_videos(folder)
+        return make_items(paths, [-1] * len(paths), [], f"the folder {folder}")
+    raise ValueError(f"--data {source!r} is not S, A, Y, SAY, kinetics, kinetics-200h, toy or an existing folder")
+
+
+def pretraining_items(data, data_root=None, fraction=1.0, frac_mode="prefix", seed=0) -> Items:
+    """The unlabelled videos of --data (one source or a comma-separated mixture), and a fraction of them."""
+    parts = [source_items(s, root, seed) for s, root in source_roots(data, data_root).items()]
+    items = make_items(np.concatenate([p.paths for p in parts]), np.full(sum(map(len, parts)), -1), [], data)
+    return fraction_subset(items, fraction, frac_mode, seed) if fraction < 1 else items
 
 # -----------------------------------------------------------------------------
 # OOD ImageNet in model-vs-human's layout

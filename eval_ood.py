@@ -41,12 +41,13 @@ from data import (ASSETS, OOD_BY_CATEGORY, OOD_CONDITIONS, OOD_EXCLUDED, ImageCl
                   ood_items)
 from figures import plt, to_pixels  # figures.py has chosen matplotlib's file-only backend
 from checkpoints import load_checkpoint, load_model, read_checkpoint
+from toy import FRAME, WORLD
 from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
                       parse_with_settings, positive_int)
 
 SETTINGS = {
     "paper": {},
-    "toy": dict(data_root="toyworld/ood", canvas=64, eval_crop=1.0, workers=0, batch_size=128),
+    "toy": dict(data_root=os.path.join(WORLD, "ood"), canvas=FRAME, eval_crop=1.0, workers=0, batch_size=128),
 }
 NORMALISATION = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "video": (VIDEO_MEAN, VIDEO_STD)}
 

@@ -40,6 +40,7 @@ from data import (ClipDataset, ImageClipDataset, authors_split, first_readable, 
 from figures import curves, embedding_panels
 from checkpoints import checkpoint_config, load_checkpoint, load_model, resolve_checkpoint
 from model import VideoClassifier, frame_by_frame, make_config, param_groups
+from toy import FRAME, WORLD
 from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
                       generator, learning_rate, nonnegative_float, nonnegative_int, parse_with_settings,
                       positive_float, positive_int, prepare_run_folder, rng_states, save_checkpoint, set_lr,
@@ -53,7 +54,7 @@ TASKS = {  # task: (training split, validation split, flip when training, normal
 SETTINGS = {
     "paper": {},
     # the toy world on a 2-core CPU: its folders, the toy preset from scratch, clips cached in memory
-    "toy": dict(world="toyworld", preset="toy", img_size=64, canvas=64, eval_crop=1.0, workers=0, cache=True,
+    "toy": dict(world=WORLD, preset="toy", img_size=FRAME, canvas=FRAME, eval_crop=1.0, workers=0, cache=True,
                 lr=1e-3, epochs=40, eval_batch=128),
 }
 

@@ -22,22 +22,21 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from augment import VIDEO_MEAN, VIDEO_STD, augment, sample_crops
-from data import (CHILDREN, ClipDataset, Items, first_readable, fraction_subset, headcam_items, kinetics_items,
-                  make_items, make_loader)
+from data import ClipDataset, first_readable, make_loader, pretraining_items
 from figures import completion_rows, curves
 from mask import make_mask
 from checkpoints import checkpoint_config, load_checkpoint, load_model
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
-from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, fail, fraction, generator,
-                      learning_rate, nonnegative_float, nonnegative_int, open_fraction, parse_with_settings,
-                      positive_float, positive_int, prepare_run_folder, save_checkpoint, set_lr, unwrap)
-from video import find_videos
+from toy import FRAME, WORLD
+from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
+                      generator, learning_rate, nonnegative_float, nonnegative_int, open_fraction, parse_with_settings,
+                      positive_float, positive_int, prepare_run_folder, resolve_precision, save_checkpoint, set_lr,
+                      unwrap)
 
 # Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
 SETTINGS = {
@@ -45,7 +44,7 @@ SETTINGS = {
     "hvm1": dict(img_size=448, mask_ratio=0.95),                  # HVM-1@448: 8 x 32 x 32 = 8192 tokens
     "image": dict(frames=1, t_patch=1, mask_ratio=0.8),           # the image-MAE baseline on single frames
     # the toy world on a 2-core CPU: 64x64 frames, the toy preset (128 tokens), 8 videos x 4 views per step
-    "toy": dict(data="toy", data_root="toyworld", preset="toy", img_size=64, canvas=64, batch_videos=8,
+    "toy": dict(data="toy", data_root=WORLD, preset="toy", img_size=FRAME, canvas=FRAME, batch_videos=8,
                 repeats=4, lr=1e-3, schedule="cosine", warmup_steps=100, steps=1800, clip_grad=1.0, workers=1,
                 log_every=25, figure_every=500, save_every=250),
 }
@@ -120,55 +119,6 @@ def parse_args(argv=None):
     return args
 
 # -----------------------------------------------------------------------------
-# which videos
-
-
-def source_roots(data, data_root):
-    """{source: root}: one root for every source, or name=root pairs."""
-    sources = [s.strip() for s in data.split(",") if s.strip()]
-    if data_root and "=" in data_root:
-        roots = dict(pair.split("=", 1) for pair in data_root.split(","))
-        missing = [s for s in sources if s not in roots and not os.path.isdir(s)]
-        if missing:
-            raise ValueError(f"--data_root names no folder for {', '.join(missing)} (give name=folder pairs)")
-        return {s: roots.get(s) for s in sources}
-    return {s: data_root for s in sources}
-
-
-def source_items(source, root, seed) -> Items:
-    """The videos of one source."""
-    if source == "toy":                                            # the toy world's child S
-        root = root or "toyworld"
-        if not os.path.isdir(os.path.join(root, "saycam")):
-            raise FileNotFoundError(f"no toy world at {root}: make one with `python toyworld.py --out {root}`")
-        return headcam_items(os.path.join(root, "saycam"), "S")
-    if all(c in CHILDREN for c in source.replace("+", "")) and source:
-        if root is None:
-            raise ValueError(f"--data {source} needs --data_root, the folder holding the children's folders S/, A/, Y/")
-        return headcam_items(root, source.replace("+", ""))
-    if source in ("kinetics", "kinetics-200h"):
-        if root is None:
-            raise ValueError(f"--data {source} needs --data_root, the Kinetics folder holding train/<class>/")
-        items = kinetics_items(root, "train")
-        if source == "kinetics-200h":                              # 128 clips per class, as the authors' 200 hours
-            rng = np.random.default_rng(seed)
-            keep = [i for c in np.unique(items.labels) for i in
-                    rng.permutation(np.flatnonzero(items.labels == c))[:128]]
-            items = items.select(np.sort(keep))
-        return items
-    folder = source if os.path.isdir(source) or not root else os.path.join(root, source)
-    if os.path.isdir(folder):                                      # any folder of videos (or one under --data_root)
-        paths = find_videos(folder)
-        return make_items(paths, [-1] * len(paths), [], f"the folder {folder}")
-    raise ValueError(f"--data {source!r} is not S, A, Y, SAY, kinetics, kinetics-200h, toy or an existing folder")
-
-
-def pretraining_items(args) -> Items:
-    parts = [source_items(s, root, args.seed) for s, root in source_roots(args.data, args.data_root).items()]
-    items = make_items(np.concatenate([p.paths for p in parts]), np.full(sum(map(len, parts)), -1), [], args.data)
-    return fraction_subset(items, args.data_frac, args.frac_mode, args.seed) if args.data_frac < 1 else items
-
-# -----------------------------------------------------------------------------
 # pictures
 
 
@@ -212,7 +162,7 @@ def main(args):
     procs = Processes(args.device)
     device = procs.device
     try:
-        items = pretraining_items(args)
+        items = pretraining_items(args.data, args.data_root, args.data_frac, args.frac_mode, args.seed)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     try:
@@ -222,10 +172,7 @@ def main(args):
         fail(f"--preset {args.preset} with these flags: {e}")
     torch.manual_seed(args.seed)                                            # the same initial weights on every rank
     model = MaskedAutoencoder(cfg).to(device)
-    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-                if precision != "fp32" else nullcontext())
-    scaler = torch.amp.GradScaler(enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(enabled=resolve_precision(device, args.precision) == "fp16")
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=tuple(args.betas),
                                   fused=device.type == "cuda")
     global_videos = args.batch_videos * procs.world * args.accum            # videos per optimisation step
@@ -317,7 +264,7 @@ def main(args):
             video, ids_keep, ids_restore = global_batch_views(clips, (args.seed, step, micro), procs, args, cfg)
             # DDP averages gradients over processes in backward; between micro-batches that is wasted work
             with model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext():
-                with autocast:
+                with autocast_for(device, args.precision):
                     loss, _, _ = model(video, ids_keep=ids_keep, ids_restore=ids_restore)
                 scaler.scale(loss / args.accum).backward()
             running[:2] += torch.stack([loss.detach().float(), torch.ones((), device=device)])

@@ -8,7 +8,7 @@ SECONDS=0
 bash setup.sh
 echo "== environment ready in ${SECONDS} s"
 SECONDS=0
-.venv/bin/python toyworld.py --out toyworld --reuse     # writes it unless this very world is there already
+.venv/bin/python -m toy.world --out toyworld --reuse     # writes it unless this very world is there already
 echo "== toy world ready in ${SECONDS} s"
 SECONDS=0
 .venv/bin/python pretrain.py --setting toy --data_root toyworld --out runs/toy_S --resume auto "$@"   # a rerun continues it

@@ -127,10 +127,16 @@ def parse_with_settings(p: argparse.ArgumentParser, settings: dict, argv=None) -
     return p.parse_args(argv)
 
 
+def resolve_precision(device: torch.device, precision="auto") -> str:
+    """'auto' is bf16 on GPUs (the H100/H200's fast matmuls, no loss scaling needed) and fp32 on CPUs."""
+    return precision if precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+
+
 def autocast_for(device: torch.device, precision="auto"):
-    """bf16 autocast on GPUs (or when asked), plain fp32 on CPUs."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    """The forward pass's precision: bf16 or fp16 autocast, or plain fp32. (fp16 also needs a GradScaler.)"""
+    precision = resolve_precision(device, precision)
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
 
 # -----------------------------------------------------------------------------
 # keyed randomness and the order of the data

@@ -1,11 +1,7 @@
 import os
-import sys
 
 import pytest
 import torch
-
-# The tests import the project's flat modules (mask.py, model.py, ...) from the repository root.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Tests never reach the Hugging Face Hub: released models' names resolve from a test's own cache, or fail. Set before
 # huggingface_hub is imported (it reads its environment once), and inherited by the scripts tests start.
@@ -18,7 +14,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def toy_world(tmp_path_factory):
     """One small toy world per test session, shared by every test that needs files in the real formats."""
-    from toyworld import generate
+    from toy.world import generate
     out = tmp_path_factory.mktemp("toyworld")
     summary = generate(str(out), seed=0, scale=0.2, workers=2)
     return out, summary
@@ -44,8 +40,8 @@ def action_models():
     in memory by the renderer that writes the world's SSV2-like files): their logits on 280 validation clips, and
     those clips' labels (classes in action_classes() order). About 3.5 minutes on 2 cores; test_toyworld and
     test_finetune share it."""
-    from test_toyworld import VIDEO_STEPS, train_classifier
-    from toyworld import action_clips
+    from helpers import VIDEO_STEPS, train_classifier
+    from toy.world import action_clips
     frames, labels = action_clips(2000, torch.Generator().manual_seed(1))
     val_frames, val_labels = action_clips(280, torch.Generator().manual_seed(2))
     video = train_classifier(frames, labels, val_frames, steps=VIDEO_STEPS)
@@ -61,7 +57,7 @@ def toy_image_classifier():
     import torch.nn.functional as F
     from augment import IMAGENET_MEAN, IMAGENET_STD, augment
     from model import VideoClassifier, make_config
-    from toyimages import render, sample_objects
+    from toy.images import render, sample_objects
     torch.manual_seed(0)
     steps = 2000
     u8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8)[:, None].expand(-1, 2, -1, -1, -1)

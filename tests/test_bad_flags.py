@@ -84,11 +84,11 @@ CASES = [  # (script, its flags, the bad flags, what the one line must name)
     ("scaling", SCALING, ["--level", "1.5"], "--level"),
     ("scaling", SCALING, ["--multiples", "-10"], "--multiples"),
     ("scaling", SCALING, ["--out", "FILE"], "FILE"),
-    ("miniature", MINIATURE, ["--jobs", "0"], "--jobs"),
-    ("miniature", MINIATURE, ["--seeds", "0"], "--seeds"),
-    ("miniature", MINIATURE, ["--pretrain_steps", "0"], "--pretrain_steps"),
-    ("miniature", MINIATURE, ["--out", "FILE"], "FILE"),
-    ("miniature", MINIATURE, ["--report", "UNDER_FILE"], "UNDER_FILE"),
+    ("toy.miniature", MINIATURE, ["--jobs", "0"], "--jobs"),
+    ("toy.miniature", MINIATURE, ["--seeds", "0"], "--seeds"),
+    ("toy.miniature", MINIATURE, ["--pretrain_steps", "0"], "--pretrain_steps"),
+    ("toy.miniature", MINIATURE, ["--out", "FILE"], "FILE"),
+    ("toy.miniature", MINIATURE, ["--report", "UNDER_FILE"], "UNDER_FILE"),
 ]
 
 
@@ -113,9 +113,9 @@ def test_a_bad_flag_stops_the_script_with_one_line_naming_it(script, flags, bad,
 
 
 MAIN_CASES = [  # scripts whose flags are read in their __main__ block: run as a user runs them
-    (["toyworld.py", "--out", "TMP/w", "--scale", "0"], "--scale"),
-    (["toyworld.py", "--out", "TMP/w", "--workers", "0"], "--workers"),
-    (["toyworld.py", "--out", "UNDER_FILE"], "UNDER_FILE"),
+    (["-m", "toy.world", "--out", "TMP/w", "--scale", "0"], "--scale"),
+    (["-m", "toy.world", "--out", "TMP/w", "--workers", "0"], "--workers"),
+    (["-m", "toy.world", "--out", "UNDER_FILE"], "UNDER_FILE"),
     (["video.py", "prepare", "TMP", "TMP/p", "--workers", "0"], "--workers"),
     (["video.py", "prepare", "TMP", "TMP/p", "--crf", "99"], "--crf"),
     (["video.py", "prepare", "TMP/missing", "TMP/p"], "TMP/missing"),

@@ -9,27 +9,14 @@ import pytest
 import torch
 
 import interpolate
+from helpers import released_format, small_cfg
 from checkpoints import (checkpoint_config, infer_config, load_checkpoint, load_model, print_released,
                          resolve_checkpoint)
 from mask import random_mask
 from model import MaskedAutoencoder, VideoClassifier, make_config
-from test_model import small_cfg
 from video import write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def released_format(state_dict):
-    """Write a state dict the way the authors' released checkpoints store it: separate q, k, v."""
-    out = {}
-    for k, v in state_dict.items():
-        if ".attn.qkv." in k:
-            base, leaf = k.split(".attn.qkv.")
-            for name, part in zip("qkv", v.chunk(3, dim=0)):
-                out[f"{base}.attn.{name}.{leaf}"] = part.clone()
-        else:
-            out[k] = v.clone()
-    return out
 
 
 def test_released_checkpoint_format_loads_strictly_and_gives_the_same_outputs(tmp_path):

@@ -11,8 +11,8 @@ import finetune
 from checkpoints import load_model
 from data import image_items, ssv2_items
 from model import MaskedAutoencoder, VideoClassifier, make_config, param_groups
-from test_toyworld import within_pair_accuracy
-from toyworld import action_classes
+from helpers import within_pair_accuracy
+from toy.world import action_classes
 from training import set_lr
 
 RESULT_FIELDS = {"task", "shots", "seed", "init", "init_kind", "image_model", "classes", "subset", "num_train",

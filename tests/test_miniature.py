@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import miniature
+from toy import miniature
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOURS = {"S": 4.4, "SAY": 6.7, "K": 1.4, "Kmatched": 0.44, "SImg": 4.4, "S10": 0.44, "S1": 0.044, "S0.1": 0.0044}
@@ -52,7 +52,7 @@ def test_every_job_s_flags_parse_with_its_script(tiny):
 def test_bad_flags_fail_with_one_line():
     with pytest.raises(SystemExit):
         miniature.parse_args(["--shots", "10,50", "--epochs", "10=5"])
-    result = subprocess.run([sys.executable, "miniature.py", "--shots", "ten"], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "toy.miniature", "--shots", "ten"], cwd=ROOT, capture_output=True,
                             text=True)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "--shots" in result.stderr
 
@@ -88,7 +88,7 @@ def test_the_runner_skips_finished_jobs_and_reruns_a_changed_one_and_what_depend
 @pytest.mark.slow
 def test_the_whole_study_runs_at_a_tiny_size_and_its_report_holds_the_runs_numbers(toy_world, tmp_path):
     world, out, report = str(toy_world[0]), tmp_path / "runs", tmp_path / "report"
-    command = [sys.executable, "miniature.py", "--tiny", "--world", world, "--out", str(out), "--report", str(report)]
+    command = [sys.executable, "-m", "toy.miniature", "--tiny", "--world", world, "--out", str(out), "--report", str(report)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     text = (report / "REPORT.md").read_text()

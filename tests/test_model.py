@@ -4,17 +4,9 @@ import pytest
 import torch
 
 from mask import gather_tokens, make_mask, patchify, random_mask, unpatchify
+from helpers import small_cfg
 from model import (MaskedAutoencoder, VideoClassifier, VisionTransformer, frame_by_frame, make_config, param_groups,
                    training_flops)
-
-# A few-thousand-parameter MAE for fast CPU tests: 4 frames of 32x32, 2x8x8 tubes -> a (2, 4, 4) grid of 32 tokens.
-SMALL = dict(width=32, depth=2, heads=2, patch=8, img_size=32, frames=4, decoder_width=32, decoder_depth=1,
-             decoder_heads=2)
-
-
-def small_cfg(**kw):
-    return make_config("toy", **{**SMALL, **kw})
-
 
 def test_vit_h14_has_the_papers_encoder_parameter_count():
     cfg = make_config("huge_patch14")

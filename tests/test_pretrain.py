@@ -174,7 +174,7 @@ def test_the_decoder_heads_flag_reaches_the_checkpoint_and_a_resume_or_init_must
 
 def test_init_continues_the_authors_released_mae_and_refuses_a_classifier(toy_world, tmp_path):
     from model import MaskedAutoencoder, VideoClassifier, make_config
-    from test_checkpoints import released_format
+    from helpers import released_format
     torch.manual_seed(1)                                                  # the run's own init draws with seed 0
     mae = MaskedAutoencoder(make_config("toy", decoder_heads=16))         # the decoder heads a released file implies
     torch.save({"model": released_format(mae.state_dict()), "epoch": 7}, tmp_path / "released_mae.pth")

@@ -6,9 +6,9 @@ import torch
 
 from augment import IMAGENET_MEAN, IMAGENET_STD, augment
 from data import OOD_BY_CATEGORY, OOD_CONDITIONS, ImageClipDataset, image_items, ood_items, parse_ood_name
-from toyimages import (CLASSES, PARAMETRIC, blur, contrast, grey, ood_versions, render, sample_objects,
+from toy.images import (CLASSES, PARAMETRIC, blur, contrast, grey, ood_versions, render, sample_objects,
                        typical_texture)
-from toyshapes import TEXTURES
+from toy.shapes import TEXTURES
 
 LEARNABLE = 0.75        # clean validation accuracy it must reach (we measured 0.81; chance is 1/16)
 BUILT = list(PARAMETRIC) + ["stylized", "silhouette", "edge", "cue-conflict"]

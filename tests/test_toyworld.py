@@ -4,15 +4,12 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from augment import augment
 from data import ClipDataset, fraction_subset, headcam_items, kinetics_items, ssv2_items
-from model import VideoClassifier, make_config
-from toyworld import ACTION_PAIRS, KINETICS_CLASSES, action_classes, generate, kinetics_clips, render_action
+from helpers import train_classifier, within_pair_accuracy
+from toy.world import ACTION_PAIRS, KINETICS_CLASSES, action_classes, generate, kinetics_clips, render_action
 from video import video_info
 
-VIDEO_STEPS = 600       # the small-budget guard of the learnability claim (the README gives the full run)
 LEARNABLE = 0.5         # validation accuracy it must reach in VIDEO_STEPS steps
 
 
@@ -75,64 +72,20 @@ def test_mirror_classes_are_exact_time_reversals(pair):
 
 def test_objects_are_at_least_one_patch_across_and_moves_are_large():
     # on a black background the object's extent can be measured from the frames themselves
-    import toyworld
+    from toy import world
     g = torch.Generator().manual_seed(0)
-    saved = toyworld.backgrounds
-    toyworld.backgrounds = lambda n, H, W, g, dim=0.0: torch.zeros(n, H, W, 3)
+    saved = world.backgrounds
+    world.backgrounds = lambda n, H, W, g, dim=0.0: torch.zeros(n, H, W, 3)
     try:
         clips = render_action("Moving [something] from left to right", 20, g)
     finally:
-        toyworld.backgrounds = saved
+        world.backgrounds = saved
     drawn = clips.sum(-1) > 0.05                                    # (n, T, H, W)
     width = drawn.any(2).sum(-1).float()                            # columns touched, per frame
     assert width.median() >= 16                                     # a patch of the toy preset is 16 pixels
     cols = torch.arange(64).float()
     centre = (drawn.any(2) * cols).sum(-1) / drawn.any(2).sum(-1).clamp(min=1)
     assert (centre[:, -1] - centre[:, 0]).median() >= 20            # crosses a good part of the 64-pixel frame
-
-
-def train_classifier(frames, labels, val_frames, steps, single_frames=False, seed=0):
-    """The project's classifier at the toy preset, trained from scratch; returns its validation logits.
-    single_frames: an image model on one random frame per clip, evaluated by averaging logits over all frames
-    (the paper's S-Img evaluation)."""
-    torch.manual_seed(seed)
-    u8 = lambda f: (f.clamp(0, 1) * 255).round().to(torch.uint8)
-    frames, val_frames = u8(frames), u8(val_frames)
-    cfg = dict(frames=1, t_patch=1) if single_frames else {}
-    model = VideoClassifier(make_config("toy", num_classes=int(labels.max()) + 1, **cfg))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.05)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randint(len(frames), (32,), generator=g)
-        x = frames[idx]
-        if single_frames:
-            x = x[torch.arange(32), torch.randint(x.shape[1], (32,), generator=g)][:, None]
-        x = augment(x, train=True, img_size=64, flip=False, scale=(0.6, 1.0), generator=g)
-        loss = F.cross_entropy(model(x), labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        if single_frames:
-            x = augment(val_frames.flatten(0, 1)[:, None], train=False, img_size=64, eval_crop=1.0)
-            logits = torch.cat([model(c) for c in x.split(512)])
-            return logits.view(len(val_frames), -1, logits.shape[-1]).mean(1)
-        x = augment(val_frames, train=False, img_size=64, eval_crop=1.0)
-        return torch.cat([model(c) for c in x.split(128)])
-
-
-def within_pair_accuracy(logits, labels, classes):
-    """For each mirror pair, on that pair's clips: how often the right one of its two classes scores higher.
-    logits (n, C) and labels (n,): torch tensors or numpy arrays (test_finetune reads them from predictions.npz)."""
-    logits, labels = np.asarray(logits), np.asarray(labels)
-    accuracies = []
-    for forwards, backwards in ACTION_PAIRS:
-        i, j = classes.index(forwards), classes.index(backwards)
-        rows = (labels == i) | (labels == j)
-        pick = np.where(logits[rows, i] > logits[rows, j], i, j)
-        accuracies.append(float(np.mean(pick == labels[rows])))
-    return accuracies
 
 
 @pytest.mark.slow
@@ -166,13 +119,13 @@ def test_kinetics_like_classes_are_told_apart_by_single_frames():
 
 @pytest.mark.slow                       # writes a tiny world three times through the command line (about 13 s)
 def test_reuse_keeps_the_same_world_and_rewrites_a_stale_one(tmp_path):
-    """`toyworld.py --reuse` (what quickstart.sh runs): the same version, seed and scale are kept untouched; a world
+    """`python -m toy.world --reuse` (what quickstart.sh runs): the same version, seed and scale are kept untouched; a world
     that world.json says is older is replaced whole."""
     import json
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    write = lambda: subprocess.run([sys.executable, "toyworld.py", "--out", str(tmp_path / "w"), "--scale", "0.005",
+    write = lambda: subprocess.run([sys.executable, "-m", "toy.world", "--out", str(tmp_path / "w"), "--scale", "0.005",
                                     "--reuse"], cwd=root, capture_output=True, text=True, check=True).stdout
     write()
     described = tmp_path / "w" / "world.json"

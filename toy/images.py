@@ -15,7 +15,7 @@ easier cue. The OOD sets then take one cue away or put the two in conflict:
   DIR/ood_contact_sheet.png                         one row per dataset, the same objects across
 Conditions are model-vs-human's, spelled as its files spell them. Low-pass sizes, given in pixels of its 224-pixel
 images, are scaled to our 64 pixels (blur that matters is object-sized); high-pass sizes are not (what it keeps
-is edge-sized, and our edges are about a pixel wide, as a photo's are at 224 pixels). toyworld.py calls write_images(); the drawing kit is toyshapes.py.
+is edge-sized, and our edges are about a pixel wide, as a photo's are at 224 pixels). toy/world.py calls write_images(); the drawing kit is toy/shapes.py.
 """
 
 import math
@@ -24,10 +24,11 @@ import os
 import torch
 import torch.nn.functional as F
 
-from toyshapes import COLOURS, SHAPES, TEXTURES, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
+from toy import FRAME
+from toy.shapes import COLOURS, SHAPES, TEXTURES, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
 from video import write_image
 
-SIZE = 64                       # image side, as the toy preset's frames
+SIZE = FRAME                    # image side, as the headcam frames
 CLASSES = sorted(SHAPES)        # class index = position in the sorted names, the loaders' rule
 TYPICAL = 0.9                   # how often an object wears its class's own surface
 SCALE = SIZE / 224              # model-vs-human's distortions are sized for 224-pixel images
@@ -251,7 +252,7 @@ def write_ood_chunk(job):
 
 
 def image_jobs(out, seed, n, chunk=256):
-    """The jobs that write part 2, for toyworld.generate's worker pool; n(count) scales a count."""
+    """The jobs that write part 2, for toy.world.generate's worker pool; n(count) scales a count."""
     sizes = {"imagenet": {"train": n(300) * len(CLASSES), "val": n(50) * len(CLASSES)}, "ood": n(10) * len(CLASSES)}
     jobs = [(write_imagenet_chunk, (out, split, first, min(chunk, total - first), chunk_seed(seed, "imagenet", split, first)))
             for split, total in sizes["imagenet"].items() for first in range(0, total, chunk)]

@@ -1,7 +1,7 @@
 """
 The toy world: a procedurally generated child's-eye video world, written to disk in the real datasets' formats.
 
-Real SAYCam, Kinetics and SSV2 cannot ship, so `python toyworld.py --out DIR` makes small stand-ins that the real
+Real SAYCam, Kinetics and SSV2 cannot ship, so `python -m toy.world --out DIR` makes small stand-ins that the real
 loaders read unchanged, in which the paper's questions are real ones:
   DIR/saycam/{S,A,Y}/...mp4        headcam streams: a panning view of a textured room, objects that slide, fall,
                                    bounce and get occluded, a hand that pushes; A and Y have other object mixes and
@@ -9,13 +9,13 @@ loaders read unchanged, in which the paper's questions are real ones:
   DIR/ssv2/                        an SSV2-like action set: 14 classes defined by motion alone, in 7 mirror pairs
                                    that are exact time reversals (one frame cannot tell a pair apart)
   DIR/kinetics/<split>/<class>/    a Kinetics-like set: classes a single frame can tell (scene and objects)
-  DIR/imagenet/, DIR/ood/          part 2 (toyimages.py): 16 object classes, each a shape with a typical texture, in
+  DIR/imagenet/, DIR/ood/          part 2 (toy/images.py): 16 object classes, each a shape with a typical texture, in
                                    the ImageNet layout, and OOD versions in model-vs-human's layout
   DIR/*_contact_sheet.png          the world at a glance
 Everything is drawn with vectorised torch from one seed: the same seed writes byte-identical files.
 
 The chapter: the action set -> the Kinetics-like set -> the headcam streams -> writing them (the drawing kit,
-shapes, textures and objects, is toyshapes.py).
+shapes, textures and objects, is toy/shapes.py).
 """
 
 import argparse
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from toyimages import image_jobs
-from toyshapes import COLOURS, SHAPES, appearance, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
+from toy import FRAME
+from toy.images import image_jobs
+from toy.shapes import COLOURS, SHAPES, appearance, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
 from training import ArgumentParser, check_out_folder, nonnegative_int, positive_float, positive_int
 from video import find_videos, read_frames, write_image, write_video
 
@@ -59,7 +60,7 @@ ACTION_PAIRS = (
 )
 
 
-def action_pair_clips(pair, n, g, H=64, W=64):
+def action_pair_clips(pair, n, g, H=FRAME, W=FRAME):
     """n clips (n, T, H, W, 3) of the *first* class of mirror pair `pair`: the motion, played forwards.
     Appearance, position, background and a static distractor are drawn independently of the class."""
     tau = torch.linspace(-1, 1, T).view(1, T)                            # centred time: the middle frame is 0
@@ -118,7 +119,7 @@ def action_pair_clips(pair, n, g, H=64, W=64):
     return canvas
 
 
-def render_action(name, n, g, H=64, W=64):
+def render_action(name, n, g, H=FRAME, W=FRAME):
     """n clips (n, T, H, W, 3) of action class `name`. The second class of a mirror pair is the first one's
     rendering played backwards: with the same generator state, exactly the same frames in reverse order."""
     for pair, (forwards, backwards) in enumerate(ACTION_PAIRS):
@@ -128,7 +129,7 @@ def render_action(name, n, g, H=64, W=64):
     raise ValueError(f"unknown action class {name!r}")
 
 
-def action_clips(n, g, H=64, W=64):
+def action_clips(n, g, H=FRAME, W=FRAME):
     """n labelled action clips: (n, T, H, W, 3) float in [0, 1] and (n,) indices into action_classes()."""
     classes = action_classes()
     labels = torch.randperm(n, generator=g) % len(classes)
@@ -183,7 +184,7 @@ def reflect(p, low, high):
     return low + torch.minimum(q, period - q)
 
 
-def kinetics_clips(n, g, frames=20, H=64, W=64):
+def kinetics_clips(n, g, frames=20, H=FRAME, W=FRAME):
     """n labelled clips (n, frames, H, W, 3) and (n,) indices into sorted(KINETICS_CLASSES)."""
     classes = sorted(KINETICS_CLASSES)
     labels = torch.randperm(n, generator=g) % len(classes)
@@ -230,7 +231,7 @@ def room_textures(n, g):
     return torch.where(rows > FLOOR, floor, wall).permute(0, 3, 1, 2)
 
 
-def headcam_streams(n, frames, g, child="S", H=64, W=64):
+def headcam_streams(n, frames, g, child="S", H=FRAME, W=FRAME):
     """n continuous recordings (n, frames, H, W, 3) of child `child`, at the files' frame rate."""
     spec = CHILDREN[child]
     floor_y = FLOOR + 14.0                                                # objects rest a little below the wall

@@ -1,5 +1,5 @@
 """
-REPORT.md for the paper in miniature (miniature.py): reads the JSON files its jobs wrote, averages the finetuning
+REPORT.md for the paper in miniature (toy/miniature.py): reads the JSON files its jobs wrote, averages the finetuning
 seeds, states for each of the paper's findings whether it reproduces on the toy world, and copies the figures next
 to the report. Every number in it is computed here from the runs. Where a finding does not reproduce, the report
 says which cause was measured elsewhere in the project (README: Finetuning, Interpolation) and which is only likely.
@@ -317,7 +317,7 @@ def write_report(jobs, state, args, hours, timing, subset):
     cells = [(t, k) for t in ("ssv2", "kinetics") for k in args.shots]
     chance = lambda t, k: f"{st.chance(t, k):.1f}%"
     lines = [f"# The paper in miniature{' (tiny: a pipeline check, not a result)' if args.tiny else ''}", "",
-             "Written by `python miniature.py" + (" --tiny" if args.tiny else "") + "` (see README, \"The paper in "
+             "Written by `python -m toy.miniature" + (" --tiny" if args.tiny else "") + "` (see README, \"The paper in "
              "miniature\"). Every number below is measured by the runs this command made; finetuning numbers are "
              f"the mean ± standard deviation over {args.seeds} finetuning seed(s) (one pretraining per condition).",
              "", f"- **Wall time:** {sum(t['seconds'] for t in timing) / 60:.1f} min over {len(timing)} "

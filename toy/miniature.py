@@ -1,8 +1,8 @@
 """
 The paper in miniature: all five results of Orhan et al. (2024) on the toy world, on a laptop CPU, in under an hour.
 
-    python miniature.py                          # toyworld/ -> runs/miniature/ (every run) and report/REPORT.md
-    python miniature.py --tiny --world W --out O --report R     # the same pipeline at a tiny size (the CI test)
+    python -m toy.miniature                                      # toyworld/ -> runs/miniature/ and report/REPORT.md
+    python -m toy.miniature --tiny --world W --out O --report R  # the same pipeline at a tiny size (the CI test)
 
 This file is a driver, not a model: every step is one command of the project's own scripts (pretrain.py,
 finetune.py, eval_ood.py, interpolate.py, scaling.py), run as a subprocess, so the report can list the exact command
@@ -18,7 +18,7 @@ behind each number and a reader can re-run any one of them by hand. The study:
 Jobs run --jobs at a time with --threads each: on a 2-core CPU two single-thread jobs side by side get more done
 than one two-thread job. A job that finished with the same command is not run again, and pretraining and finetuning
 resume from their checkpoints, so an interrupted study loses at most the jobs that were running.
-Everything a job prints goes to OUT/logs/<job>.log; the report is written by report.py from the jobs' JSON files.
+Everything a job prints goes to OUT/logs/<job>.log; the report is written by toy/report.py from the jobs' JSON files.
 """
 
 import argparse
@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from data import fraction_subset, headcam_items, kinetics_items
-from report import write_report
+from toy import WORLD
+from toy.report import write_report
 from training import ArgumentParser, check_out_folder, fail, positive_float, positive_int
 from video import VideoError, video_info
 
@@ -58,14 +59,14 @@ CONDITIONS = {
     "S0.1": ("S, first 0.1%", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--data_frac", "0.001"]),
 }
 RESULT1_INITS = ("S", "SAY", "K", "Kmatched", "SImg", "scratch")
-HERE = os.path.dirname(os.path.abspath(__file__))                   # the scripts the jobs run
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project's scripts, which the jobs run
 SCALING = (("S0.1", 0.001), ("S1", 0.01), ("S10", 0.1), ("S", 1.0))      # condition, fraction of S
 
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--world", default="toyworld", help="the toy world (made with toyworld.py if it is not there)")
+    p.add_argument("--world", default=WORLD, help="the toy world (made with toyworld.py if it is not there)")
     p.add_argument("--out", default="runs/miniature", help="every run's folder, the jobs' logs and state")
     p.add_argument("--report", default="report", help="folder for REPORT.md and its figures")
     p.add_argument("--jobs", type=positive_int, default=2, help="jobs side by side")
@@ -251,7 +252,7 @@ def run_jobs(jobs, args):
             log = open(os.path.join(args.out, "logs", job.name + ".log"), "w")
             log.write(job.line + "\n\n")
             log.flush()
-            command = [sys.executable, os.path.join(HERE, job.command[0]), *job.command[1:]]
+            command = [sys.executable, os.path.join(ROOT, job.command[0]), *job.command[1:]]
             running[job.name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log,
                                  time.time(), job)
             state[job.name] = {"command": job.line, "status": "running"}
@@ -274,7 +275,7 @@ def run_jobs(jobs, args):
                 with open(log.name) as f:
                     tail = f.read().strip().splitlines()[-5:]
                 print("\n".join(tail), file=sys.stderr)
-                fail(f"{name} failed (exit {proc.returncode}); its log: {log.name}. Run miniature.py again to "
+                fail(f"{name} failed (exit {proc.returncode}); its log: {log.name}. Run `python -m toy.miniature` again to "
                      f"resume once it is fixed")
             state[name] = {"command": job.line, "status": "done", "seconds": round(time.time() - began, 1)}
             write_state(state_path, state)
@@ -289,9 +290,10 @@ def main(args):
     check_out_folder(args.out)                                          # before the world is written, not after
     check_out_folder(args.report, flag="--report")
     if not os.path.exists(os.path.join(args.world, "world.json")):     # the world, made once (about 3.5 minutes)
-        print(f"no toy world at {args.world}: writing it (python toyworld.py --out {args.world})")
-        if subprocess.run([sys.executable, os.path.join(HERE, "toyworld.py"), "--out", args.world]).returncode:
-            fail(f"toyworld.py could not write {args.world}")
+        print(f"no toy world at {args.world}: writing it (python -m toy.world --out {args.world})")
+        command = [sys.executable, "-m", "toy.world", "--out", os.path.abspath(args.world)]
+        if subprocess.run(command, cwd=ROOT).returncode:
+            fail(f"python -m toy.world could not write {args.world}")
     try:
         hours, k_frac = data_hours(args.world)
     except (ValueError, FileNotFoundError) as e:

@@ -4,7 +4,7 @@ The toy world's drawing kit: shapes, textures and colours, drawn with vectorised
 An object is a shape (disk, square, ..., defined by a distance field: negative inside) in its own coordinates
 (u, v), where it spans about [-1, 1]; a texture modulates its colour in those same coordinates, so the texture moves
 and turns with the object; a marker dot shows which way it faces. `draw_objects` places one object per clip in every
-frame from per-frame centre, radius and angle: one call draws a whole batch of clips. toyworld.py builds the world
+frame from per-frame centre, radius and angle: one call draws a whole batch of clips. toy/world.py builds the world
 from these pieces (and the object images of part 2 will use the same ones).
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 # The first eight are the moving things of the action and Kinetics-like sets; all sixteen are the object classes of
-# the ImageNet-like set (toyimages.py) and the things child S sees.
+# the ImageNet-like set (toy/images.py) and the things child S sees.
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "diamond", "star", "halfdisk",
           "heart", "crescent", "arrow", "ell", "tee", "hourglass", "bar", "frame")
 COLOURS = torch.tensor([[0.90, 0.15, 0.15], [0.15, 0.70, 0.20], [0.20, 0.35, 0.95], [0.95, 0.85, 0.10],
