@@ -18,10 +18,10 @@ from training import RunLog, StepSampler, learning_rate, save_checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args, check=True, **kwargs):
+def run(*args, check=True, cwd=ROOT):
     """pretrain.py (or torchrun) in a fresh process, as a user runs it."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(result.stderr[-3000:])
     return result
@@ -248,3 +248,16 @@ def test_unreadable_files_are_skipped_wherever_they_sort_and_counted(toy_world, 
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0 and str(videos) in last and "readable" in last and "Traceback" not in result.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_the_cards_command_finds_the_headcam_data_in_its_default_place(toy_world, tmp_path):
+    """`pretrain.py --data S` with no --data_root reads data/saycam (from where it runs), or names that place."""
+    small = [os.path.join(ROOT, "pretrain.py"), "--data", "S", "--preset", "toy", "--img_size", "64", "--canvas", "64",
+             "--batch_videos", "2", "--repeats", "2", "--steps", "1", "--workers", "0", "--out", "run"]
+    result = run(*small, check=False, cwd=tmp_path)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and os.path.join("data", "saycam") in last and "--data_root" in last, result.stderr
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "saycam").symlink_to(toy_world[0] / "saycam")
+    run(*small, cwd=tmp_path)
+    assert load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))["config"]["data"] == "S"
