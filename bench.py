@@ -4,6 +4,7 @@ Benchmarks: how fast each stage runs, measured, and how far that is from the har
     python bench.py step [--preset huge_patch14 --img_size 224 --mask_ratio 0.9 --batch 16]   # the training step
     python bench.py e2e -- --data S --data_root /data/saycam_prepared --workers 8            # the real loop
     python bench.py io --videos DIR [--seconds 8]                                            # the input pipeline
+    python bench.py gpu [--dry-run] [--budget_minutes 8.5] [--out bench_gpu.json]            # all of it, on a GPU
 
 `step` times the MAE training step alone on synthetic input (a fresh random mask each step, drawn on the device as
 pretrain.py draws it), split into forward, backward and optimizer (each phase ended by a device sync, so the split
@@ -17,8 +18,11 @@ with SDPA attention, runs the same loop: the ratio ours / theirs is reported onl
 1%. `e2e` runs pretrain.py's own loop on real files and puts its clips/s beside the step alone at the same size: the
 difference is what the loop loses to data loading and the rest. `io` reads random 16-frame clips (3.75 fps, 256x256
 canvas) from every video under DIR with one decoder thread (clips per second per CPU core), raw and after `prepare`,
-and times the batched augmentation.
-Every part prints a table and appends a JSON line to --out. BENCHMARKS.md holds the figures and their commands.
+and times the batched augmentation. `gpu` (bench_gpu.py) checks and measures the paper-scale run on a GPU in one
+command within a time budget: CUDA correctness, ViT-H/14 ours and transformers', HVM-1@448's largest batch, the loop
+end to end and the toy preset; --dry-run runs the same sequence at tiny sizes on the CPU.
+step, e2e and io print a table and append a JSON line to --out; gpu prints a table last and writes one JSON file.
+BENCHMARKS.md holds the figures and their commands.
 """
 
 import argparse
@@ -148,6 +152,10 @@ def profile_steps(step, device, rows, steps=3):
     print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
+def device_name(device):
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
 def peak_memory_gb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 1e9
@@ -155,9 +163,18 @@ def peak_memory_gb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+def compare_models(ours_row, theirs_row):
+    """(parameter difference, ours / theirs in clips/s): the ratio only for models within 1% in size, else None."""
+    gap = abs(theirs_row["params"] / ours_row["params"] - 1)
+    return gap, ours_row["clips_per_s"] / theirs_row["clips_per_s"] if gap <= 0.01 else None
+
+
 def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, batch=16, steps=10, warmup=3,
-               precision="auto", compile=False, compare=True, device="auto", t_patch=None,
-               activation_checkpointing=False, profile=0):
+               precision="auto", compile=False, models=("ours", "transformers"), device="auto", t_patch=None,
+               activation_checkpointing=False, profile=0, compile_backend="inductor"):
+    """models: which to run, ours and/or transformers' (that one only when installed). compile_backend: inductor
+    (what --compile means) or aot_eager (traces forward and backward without generating code: bench.py gpu
+    --dry-run, where inductor's C++ compiler would take most of its two minutes)."""
     device = Processes(device).device
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     cfg = make_config(preset, img_size=img_size, frames=frames, t_patch=t_patch)
@@ -166,13 +183,13 @@ def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, b
     video = torch.randn(batch, 3, cfg.frames, cfg.img_size, cfg.img_size, device=device)   # (B, 3, T, H, W)
     rows = {}
     mine = lambda cfg, device: ours(cfg, device, activation_checkpointing)
-    for name, build in (("ours", mine), ("transformers", theirs if compare else None)):
-        built = build(cfg, device) if build else None
+    for name, build in (("ours", mine), ("transformers", theirs)):
+        built = build(cfg, device) if name in models else None
         if built is None:
             continue
         model, optimizer, forward = built[:3]
         if compile:
-            forward = torch.compile(forward)
+            forward = torch.compile(forward, backend=compile_backend)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         step = lambda split=False: train_step(model, optimizer, forward, video, precision, cfg.grid, mask_ratio, split)
@@ -195,17 +212,14 @@ def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, b
         del built, model, optimizer, forward, step                        # free this model before the next is built
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    result = {"bench": "step", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-              f"cpu ({torch.get_num_threads()} threads)", "preset": preset, "clip": [cfg.frames, cfg.img_size],
+    result = {"bench": "step", "device": device_name(device), "preset": preset, "clip": [cfg.frames, cfg.img_size],
               "tokens": cfg.num_tokens, "mask_ratio": mask_ratio, "batch": batch, "precision": "bf16" if bf16 else
               "fp32", "compile": compile, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
               "activation_checkpointing": activation_checkpointing, "train_gflop_per_clip": flops / 1e9,
               "matmul_peak_tflops": peak / 1e12, **rows}
-    if "transformers" in rows and not any(r.get("out_of_memory") for r in rows.values()):
-        gap = abs(rows["transformers"]["params"] / rows["ours"]["params"] - 1)
-        result["param_difference"] = gap
-        result["speedup_vs_transformers"] = (rows["ours"]["clips_per_s"] / rows["transformers"]["clips_per_s"]
-                                             if gap <= 0.01 else None)        # unlike models: no ratio
+    if len(rows) == 2 and not any(r.get("out_of_memory") for r in rows.values()):
+        gap, ratio = compare_models(rows["ours"], rows["transformers"])
+        result.update(param_difference=gap, speedup_vs_transformers=ratio)
     print_step(result)
     return result
 
@@ -231,6 +245,46 @@ def print_step(r):
     elif "transformers" not in r:
         print("(no side-by-side run: --no_compare, or transformers is not installed)")
 
+
+def largest_batch(cfg, mask_ratio, device, batches, deadline, activation_checkpointing=False):
+    """A doubling search with our MAE: two steps at each batch in turn (the first also allocates AdamW's state),
+    until one does not fit or the next would not end by the deadline. Returns a record per batch tried, and why
+    the search stopped."""
+    model, optimizer, forward = ours(cfg, device, activation_checkpointing)
+    probes, stop, seconds_per_clip = [], f"the largest batch tried ({batches[-1]})", 0.0
+    for batch in batches:
+        if time.monotonic() + 3 * batch * seconds_per_clip > deadline:   # two steps and the input, with room
+            stop = f"no time left for batch {batch}"
+            break
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        video, fits = None, True
+        try:
+            video = torch.randn(batch, 3, cfg.frames, cfg.img_size, cfg.img_size, device=device)  # (B, 3, T, H, W)
+            train_step(model, optimizer, forward, video, "auto", cfg.grid, mask_ratio)
+            sync(device)
+            start = time.perf_counter()
+            train_step(model, optimizer, forward, video, "auto", cfg.grid, mask_ratio)
+            sync(device)
+            seconds = time.perf_counter() - start
+        except torch.OutOfMemoryError:
+            fits = False
+        video = None                                                      # out of the except: no traceback holds
+        optimizer.zero_grad(set_to_none=True)                             # the failed step's tensors any more
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if not fits:
+            probes.append({"batch": batch, "fits": False})
+            stop = f"out of memory at batch {batch}"
+            break
+        seconds_per_clip = seconds / batch
+        probes.append({"batch": batch, "fits": True, "step_s": seconds, "clips_per_s": batch / seconds,
+                       "peak_memory_gb": peak_memory_gb(device)})
+    del model, optimizer, forward
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return probes, stop
+
 # -----------------------------------------------------------------------------
 # end to end: the real training loop, data included
 
@@ -245,7 +299,8 @@ def bench_e2e(pretrain_args, steps=40, log_every=5):
                    "--save_every", never, "--figure_every", never, "--out", out]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode != 0:
-            fail(f"pretrain.py {' '.join(pretrain_args)} failed: {(run.stderr.strip().splitlines() or ['?'])[-1].removeprefix('error: ')}")
+            last = (run.stderr.strip().splitlines() or ["?"])[-1].removeprefix("error: ")
+            raise RuntimeError(f"pretrain.py {' '.join(pretrain_args)} failed: {last}")
         with open(os.path.join(out, "log.jsonl")) as f:
             records = [json.loads(line) for line in f]
         config = torch.load(os.path.join(out, "checkpoint.pt"), map_location="cpu", weights_only=False)
@@ -253,9 +308,10 @@ def bench_e2e(pretrain_args, steps=40, log_every=5):
     loop = float(np.median([r["clips_per_s"] for r in records[1:]]))
     batch = args["batch_videos"] * args["repeats"] * args["accum"]
     alone = bench_step(cfg["preset"], cfg["img_size"], cfg["frames"], cfg["mask_ratio"], batch, steps=5, warmup=2,
-                       precision=args["precision"], compare=False, device=args["device"], t_patch=cfg["t_patch"])
+                       precision=args["precision"], models=("ours",), device=args["device"], t_patch=cfg["t_patch"])
     step = alone["ours"]["clips_per_s"]
-    result = {"bench": "e2e", "pretrain_args": pretrain_args, "steps": steps, "batch": batch, "workers": args["workers"],
+    result = {"bench": "e2e", "device": alone["device"], "pretrain_args": pretrain_args, "steps": steps, "batch": batch,
+              "workers": args["workers"],
               "loop_clips_per_s": loop, "step_clips_per_s": step, "loop_over_step": loop / step}
     print(f"end to end: {loop:.1f} clips/s in pretrain.py's loop ({args['workers']} workers) vs {step:.1f} for the "
           f"step alone: the loop runs at {loop / step:.0%} of the step's speed")
@@ -341,15 +397,30 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=8.0, help="time spent reading each file")
     p.add_argument("--workers", type=int, default=2, help="processes for prepare")
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
+    p = sub.add_parser("gpu", help="the paper-scale run on a GPU in one command, within a time budget (bench_gpu.py)")
+    p.add_argument("--dry-run", action="store_true", help="the same sequence at tiny sizes on the CPU (< 2 minutes)")
+    p.add_argument("--budget_minutes", type=float, default=8.5, help="the whole run's time, the toy world's included")
+    p.add_argument("--parts", default="1,2,3,4,5", help="which parts, in order (one alone runs in this process)")
+    p.add_argument("--toy", default=None, help="a folder with a toy world and its child S prepared by an earlier "
+                   "run (world/, S_256/); default: made in a temporary folder")
+    p.add_argument("--out", default="bench_gpu.json", help="JSON file the figures are written to (replaced)")
     args = parser.parse_args()
+    if args.part == "gpu":                                                # its own file, and one JSON file of its own
+        from bench_gpu import run_gpu
+        report = run_gpu(args)
+        sys.exit(0 if all(p["status"] == "ok" for p in report["parts"].values()) else 1)
     if args.part == "e2e":
-        result = bench_e2e([a for a in args.pretrain_args if a != "--"], args.steps)
+        try:
+            result = bench_e2e([a for a in args.pretrain_args if a != "--"], args.steps)
+        except RuntimeError as e:                                         # pretrain.py failed: its last line
+            fail(str(e))
     elif args.part == "step":
         if min(args.batch, args.steps) < 1 or args.warmup < 0:
             fail(f"--batch and --steps must be >= 1 and --warmup >= 0, got {args.batch}, {args.steps}, {args.warmup}")
         try:
             result = bench_step(args.preset, args.img_size, args.frames, args.mask_ratio, args.batch, args.steps,
-                                args.warmup, args.precision, args.compile, not args.no_compare, args.device,
+                                args.warmup, args.precision, args.compile,
+                                ("ours",) if args.no_compare else ("ours", "transformers"), args.device,
                                 activation_checkpointing=args.activation_checkpointing, profile=args.profile)
         except ValueError as e:                                           # an unknown preset, a size that does not tile
             fail(str(e))

@@ -2,10 +2,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
-from bench import bench_e2e, bench_io, bench_step
+import bench
+from bench import bench_e2e, bench_io, bench_step, largest_batch
+from bench_gpu import deadlines, run_command
 from model import make_config, training_flops
 from synthetic import write_indexed_video
 
@@ -62,3 +66,74 @@ def test_bench_e2e_runs_the_real_loop_beside_the_step(toy_world):
     result = bench_e2e(["--setting", "toy", "--data_root", str(toy_world[0]), "--workers", "0"], steps=12, log_every=4)
     assert result["batch"] == 32 and result["loop_clips_per_s"] > 0 and result["step_clips_per_s"] > 0
     assert 0.2 < result["loop_over_step"] < 1.5          # the loop decodes video as well: not faster by much
+
+
+def test_gpu_budget_passes_unused_time_forward_and_keeps_later_shares():
+    ends = deadlines(100.0, 600.0, ["setup", 1, 2, 3, 4, 5])
+    assert list(ends) == ["setup", 1, 2, 3, 4, 5] and ends[5] == pytest.approx(700.0)
+    assert all(a < b for a, b in zip(list(ends.values()), list(ends.values())[1:]))
+    assert deadlines(0.0, 60.0, [3]) == {3: pytest.approx(60.0)}            # one part alone: the whole budget
+
+
+def test_largest_batch_stops_at_the_first_batch_that_does_not_fit(monkeypatch):
+    real_step = bench.train_step
+
+    def small_memory(model, optimizer, forward, video, *args):            # a GPU with room for 2 clips
+        if video.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(model, optimizer, forward, video, *args)
+    monkeypatch.setattr(bench, "train_step", small_memory)
+    cfg = bench.make_config("toy")
+    probes, stop = largest_batch(cfg, 0.9, torch.device("cpu"), (1, 2, 4, 8), time.monotonic() + 600)
+    assert [(p["batch"], p["fits"]) for p in probes] == [(1, True), (2, True), (4, False)]
+    assert stop == "out of memory at batch 4" and probes[1]["clips_per_s"] > 0
+    probes, stop = largest_batch(cfg, 0.9, torch.device("cpu"), (1, 2), time.monotonic() - 1)
+    assert probes == [] and stop == "no time left for batch 1"
+
+
+def test_run_command_stops_a_command_that_runs_past_its_time():
+    start = time.monotonic()
+    assert run_command([sys.executable, "-c", "import time; time.sleep(60)"], 1, own_group=True) is None
+    assert time.monotonic() - start < 30
+    assert run_command([sys.executable, "-c", "raise SystemExit(3)"], 30) == 3
+
+
+def test_bench_gpu_refuses_parts_it_does_not_have(tmp_path):
+    result = subprocess.run([sys.executable, "bench.py", "gpu", "--parts", "2,7", "--out", str(tmp_path / "g.json")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --parts takes numbers from 1 to 5, comma-separated, and --budget_minutes a positive number "
+        "(got '2,7' and 8.5)"]
+    assert not (tmp_path / "g.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_gpu_dry_run_runs_every_part_and_passes_the_cuda_checks(tmp_path):
+    """`bench.py gpu --dry-run`, as a user runs it: the GPU sequence at tiny sizes on the CPU (about 80 s on 2 cores),
+    so that the command cannot rot between the GPU windows it is made for."""
+    out = tmp_path / "gpu.json"
+    result = subprocess.run([sys.executable, "bench.py", "gpu", "--dry-run", "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["dry_run"] and report["setup"]["status"] == "ok"
+    assert list(report["parts"]) == ["1", "2", "3", "4", "5"]
+    assert all(part["status"] == "ok" and part["seconds"] > 0 for part in report["parts"].values())
+    checks = report["parts"]["1"]["checks"]
+    assert set(checks) == {"checkpoint_written", "resumed", "loss_finite", "loss_falling", "bf16_matches_fp32",
+                           "finetune_results"} and all(checks.values())
+    part1 = report["parts"]["1"]
+    assert part1["bf16_vs_fp32"]["relative"] <= 1e-2 and part1["finetune"]["top1"] >= 0
+    assert part1["fixed_batch_loss"]["trained"] < part1["fixed_batch_loss"]["initial"]
+    part2 = report["parts"]["2"]
+    assert part2["batch"] == max(p["batch"] for p in part2["batch_search"]["probes"] if p["fits"])
+    assert part2["compile_backend"] == "aot_eager" and {"ours eager", "ours compiled"} <= set(part2["runs"])
+    assert all(MODEL_FIELDS <= set(part2["runs"][name]) for name in ("ours eager", "ours compiled"))
+    for search in report["parts"]["3"]["searches"].values():
+        assert search["largest_batch"] >= 1 and search["probes"][0]["fits"]
+    assert set(report["parts"]["3"]["searches"]) == {"plain", "activation checkpointing"}
+    part4 = report["parts"]["4"]
+    assert part4["loop_clips_per_s"] > 0 and part4["step_clips_per_s"] > 0 and part4["loop_over_step"] > 0
+    assert MODEL_FIELDS <= set(report["parts"]["5"]) and report["parts"]["5"]["batch"] == 8
+    table = result.stdout.strip().splitlines()
+    assert table[-1].strip().startswith("toy 16x64^2, batch 8") and "5    toy preset at GPU scale" in table[-2]
