@@ -39,7 +39,8 @@ import torch
 from augment import augment
 from mask import make_mask
 from model import MaskedAutoencoder, make_config, param_groups, training_flops
-from training import Processes, autocast_for, fail
+from training import (ArgumentParser, Processes, autocast_for, fail, nonnegative_int, open_fraction, positive_float,
+                      positive_int, resolve_precision)
 from video import find_videos, prepare, read_clip, video_info
 
 # -----------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def bench_step(preset="huge_patch14", img_size=224, frames=16, mask_ratio=0.9, b
     (what --compile means) or aot_eager (traces forward and backward without generating code: bench.py gpu
     --dry-run, where inductor's C++ compiler would take most of its two minutes)."""
     device = Processes(device).device
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    bf16 = resolve_precision(device, precision) == "bf16"
     cfg = make_config(preset, img_size=img_size, frames=frames, t_patch=t_patch)
     peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
     flops = training_flops(cfg, mask_ratio)
@@ -371,35 +372,35 @@ def bench_io(videos, seconds, workers):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="benchmarks", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description="benchmarks", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="part", required=True)
     p = sub.add_parser("step", help="the MAE training step on synthetic input, and transformers' VideoMAE beside it")
     p.add_argument("--preset", default="huge_patch14")
-    p.add_argument("--img_size", type=int, default=224)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--mask_ratio", type=float, default=0.9)
-    p.add_argument("--batch", type=int, default=16, help="clips per step")
-    p.add_argument("--steps", type=int, default=10, help="timed steps (after --warmup)")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--img_size", type=positive_int, default=224)
+    p.add_argument("--frames", type=positive_int, default=16)
+    p.add_argument("--mask_ratio", type=open_fraction, default=0.9)
+    p.add_argument("--batch", type=positive_int, default=16, help="clips per step")
+    p.add_argument("--steps", type=positive_int, default=10, help="timed steps (after --warmup)")
+    p.add_argument("--warmup", type=nonnegative_int, default=3)
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     p.add_argument("--compile", action="store_true")
     p.add_argument("--activation_checkpointing", action="store_true", help="ours recomputes activations (448^2)")
     p.add_argument("--no_compare", action="store_true", help="skip transformers' VideoMAE even when installed")
-    p.add_argument("--profile", type=int, default=0, metavar="N", help="print our N costliest operators (profiler)")
+    p.add_argument("--profile", type=nonnegative_int, default=0, metavar="N", help="print our N costliest operators (profiler)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
     p = sub.add_parser("e2e", help="pretrain.py's loop on real files beside the step alone (data stalls show)")
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=positive_int, default=40)
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
     p.add_argument("pretrain_args", nargs=argparse.REMAINDER, help="after --: pretrain.py's flags (data, size)")
     p = sub.add_parser("io", help="clip decoding, raw vs prepared, and the batched augmentation")
     p.add_argument("--videos", required=True, help="a folder of video files")
-    p.add_argument("--seconds", type=float, default=8.0, help="time spent reading each file")
-    p.add_argument("--workers", type=int, default=2, help="processes for prepare")
+    p.add_argument("--seconds", type=positive_float, default=8.0, help="time spent reading each file")
+    p.add_argument("--workers", type=positive_int, default=2, help="processes for prepare")
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
     p = sub.add_parser("gpu", help="the paper-scale run on a GPU in one command, within a time budget (bench_gpu.py)")
     p.add_argument("--dry-run", action="store_true", help="the same sequence at tiny sizes on the CPU (< 2 minutes)")
-    p.add_argument("--budget_minutes", type=float, default=8.5, help="the whole run's time, the toy world's included")
+    p.add_argument("--budget_minutes", type=positive_float, default=8.5, help="the whole run's time, the toy world's included")
     p.add_argument("--parts", default="1,2,3,4,5", help="which parts, in order (one alone runs in this process)")
     p.add_argument("--toy", default=None, help="a folder with a toy world and its child S prepared by an earlier "
                    "run (world/, S_256/); default: made in a temporary folder")
@@ -415,8 +416,6 @@ if __name__ == "__main__":
         except RuntimeError as e:                                         # pretrain.py failed: its last line
             fail(str(e))
     elif args.part == "step":
-        if min(args.batch, args.steps) < 1 or args.warmup < 0:
-            fail(f"--batch and --steps must be >= 1 and --warmup >= 0, got {args.batch}, {args.steps}, {args.warmup}")
         try:
             result = bench_step(args.preset, args.img_size, args.frames, args.mask_ratio, args.batch, args.steps,
                                 args.warmup, args.precision, args.compile,

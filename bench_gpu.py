@@ -48,7 +48,7 @@ from checkpoints import load_model
 from data import ClipDataset, make_items
 from mask import make_mask
 from model import MaskedAutoencoder, make_config
-from toyworld import generate
+from toy.world import generate
 from training import Processes, autocast_for, fail, generator
 from video import find_videos, prepare
 

@@ -120,6 +120,10 @@ MAIN_CASES = [  # scripts whose flags are read in their __main__ block: run as a
     (["video.py", "prepare", "TMP", "TMP/p", "--crf", "99"], "--crf"),
     (["video.py", "prepare", "TMP/missing", "TMP/p"], "TMP/missing"),
     (["checkpoints.py", "--lsit"], "--lsit"),
+    (["bench.py", "step", "--batch", "0"], "--batch"),
+    (["bench.py", "step", "--mask_ratio", "1.5"], "--mask_ratio"),
+    (["bench.py", "gpu", "--budget_minutes", "0"], "--budget_minutes"),
+    (["bench.py", "io", "--videos", "TMP/missing"], "TMP/missing"),
 ]
 
 
