@@ -386,7 +386,8 @@ if __name__ == "__main__":
     p.add_argument("--compile", action="store_true")
     p.add_argument("--activation_checkpointing", action="store_true", help="ours recomputes activations (448^2)")
     p.add_argument("--no_compare", action="store_true", help="skip transformers' VideoMAE even when installed")
-    p.add_argument("--profile", type=nonnegative_int, default=0, metavar="N", help="print our N costliest operators (profiler)")
+    p.add_argument("--profile", type=nonnegative_int, default=0, metavar="N",
+                   help="print our N costliest operators (profiler)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
     p = sub.add_parser("e2e", help="pretrain.py's loop on real files beside the step alone (data stalls show)")
@@ -400,7 +401,8 @@ if __name__ == "__main__":
     p.add_argument("--out", default="bench_results.jsonl", help="JSON lines file the results are appended to")
     p = sub.add_parser("gpu", help="the paper-scale run on a GPU in one command, within a time budget (bench_gpu.py)")
     p.add_argument("--dry-run", action="store_true", help="the same sequence at tiny sizes on the CPU (< 2 minutes)")
-    p.add_argument("--budget_minutes", type=positive_float, default=8.5, help="the whole run's time, the toy world's included")
+    p.add_argument("--budget_minutes", type=positive_float, default=8.5,
+                   help="the whole run's time, the toy world's included")
     p.add_argument("--parts", default="1,2,3,4,5", help="which parts, in order (one alone runs in this process)")
     p.add_argument("--toy", default=None, help="a folder with a toy world and its child S prepared by an earlier "
                    "run (world/, S_256/); default: made in a temporary folder")

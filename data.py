@@ -212,82 +212,6 @@ def pretraining_items(data, data_root=None, fraction=1.0, frac_mode="prefix", se
     return fraction_subset(items, fraction, frac_mode, seed) if fraction < 1 else items
 
 # -----------------------------------------------------------------------------
-# OOD ImageNet in model-vs-human's layout
-
-
-# The 17 datasets, their conditions as model-vs-human's experiment definitions spell them, and the conditions its
-# OOD-accuracy benchmark leaves out: the undistorted control, and those where humans score under 20%.
-OOD_CONDITIONS = {
-    "colour": ["cr", "bw"], "contrast": ["c100", "c50", "c30", "c15", "c10", "c05", "c03", "c01"],
-    "high-pass": ["inf", "3.0", "1.5", "1.0", "0.7", "0.55", "0.45", "0.4"],
-    "low-pass": ["0", "1", "3", "5", "7", "10", "15", "40"],
-    "phase-scrambling": ["0", "30", "60", "90", "120", "150", "180"], "power-equalisation": ["0", "pow"],
-    "false-colour": ["True", "False"], "rotation": ["0", "90", "180", "270"],
-    "eidolonI": [f"{2 ** i}-10-10" for i in range(8)], "eidolonII": [f"{2 ** i}-3-10" for i in range(8)],
-    "eidolonIII": [f"{2 ** i}-0-10" for i in range(8)],
-    "uniform-noise": ["0.0", "0.03", "0.05", "0.1", "0.2", "0.35", "0.6", "0.9"],
-    "sketch": None, "stylized": None, "edge": None, "silhouette": None, "cue-conflict": None}
-OOD_EXCLUDED = {
-    "colour": ["cr"], "contrast": ["c100", "c03", "c01"], "high-pass": ["inf", "0.55", "0.45", "0.4"],
-    "low-pass": ["0", "15", "40"], "phase-scrambling": ["0", "150", "180"], "power-equalisation": ["0"],
-    "false-colour": ["True"], "rotation": ["0"], "eidolonI": ["1-10-10", "64-10-10", "128-10-10"],
-    "eidolonII": ["1-3-10", "32-3-10", "64-3-10", "128-3-10"],
-    "eidolonIII": ["1-0-10", "16-0-10", "32-0-10", "64-0-10", "128-0-10"], "uniform-noise": ["0.0", "0.6", "0.9"]}
-OOD_BY_CATEGORY = ("edge", "silhouette", "cue-conflict")    # <dataset>/<category>/*.png; the rest <dataset>/dnn/session-*/
-
-
-def ood_condition(dataset, raw):
-    """The condition as model-vs-human's lists spell it. The files write some differently ('0.00', '3', 'true'),
-    so a raw field matches a listed one when both are the same number, or the same word in any case."""
-    for listed in OOD_CONDITIONS[dataset] or []:
-        try:
-            if float(listed) == float(raw):
-                return listed
-        except ValueError:
-            if listed.lower() == raw.lower():
-                return listed
-    if OOD_CONDITIONS[dataset] is not None:
-        raise ValueError(f"{dataset}: unknown condition {raw!r}; model-vs-human lists {OOD_CONDITIONS[dataset]}")
-    return raw
-
-
-def parse_ood_name(dataset, path):
-    """(condition, category) of one file. Session datasets: trial_experiment_subject_condition_category_xx_orig.png
-    (the original's name may itself hold underscores). Edge and silhouette: the folder is the category, no
-    condition. Cue-conflict <shape><k>-<texture><m>.png: the folder is the (shape) category, and we return the
-    texture category as the condition, for the shape-bias analysis."""
-    name = os.path.splitext(os.path.basename(path))[0]
-    if dataset in OOD_BY_CATEGORY:
-        category = os.path.basename(os.path.dirname(path))
-        return (name.split("-")[-1].rstrip("0123456789") if dataset == "cue-conflict" else ""), category
-    fields = name.split("_")
-    if len(fields) < 6:
-        raise ValueError(f"{path}: expected trial_experiment_subject_condition_category_..., got {name!r}")
-    return ood_condition(dataset, fields[3]), fields[4]
-
-
-def ood_items(root, dataset, classes=None):
-    """One model-vs-human dataset under root: Items labelled by category and the (n,) conditions. classes: the
-    category names labels index into (default: the sorted categories found)."""
-    if dataset not in OOD_CONDITIONS:
-        raise ValueError(f"unknown OOD dataset {dataset!r}; model-vs-human has {', '.join(OOD_CONDITIONS)}")
-    folder = os.path.join(root, dataset)
-    if dataset not in OOD_BY_CATEGORY:
-        require_dir(os.path.join(folder, "dnn"), f"OOD dataset {dataset}")
-        folder = os.path.join(folder, "dnn")
-    require_dir(folder, f"OOD dataset {dataset}")
-    paths = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(folder) for f in fs
-                   if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
-    parsed = [parse_ood_name(dataset, p) for p in paths]
-    classes = sorted({c for _, c in parsed}) if classes is None else list(classes)
-    index = {c: i for i, c in enumerate(classes)}
-    for path, (_, category) in zip(paths, parsed):
-        if category not in index:
-            raise ValueError(f"{path}: category {category!r} is not one of the model's classes {classes}")
-    items = make_items(paths, [index[c] for _, c in parsed], classes, f"OOD dataset {dataset} under {root}")
-    return items, np.array([condition for condition, _ in parsed], dtype=str)
-
-# -----------------------------------------------------------------------------
 # subsets
 
 
@@ -429,7 +353,7 @@ class ClipDataset(Dataset):
         a resumed run then draws the same clips)."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         path, label = str(self.items.paths[index]), int(self.items.labels[index])
-        if seed is None:                  # torch's generator is seeded per DataLoader worker: draws differ across workers
+        if seed is None:                  # torch's generator is seeded per DataLoader worker: the draws differ
             seed = int(torch.randint(0, 2 ** 62, ()))
         rng = np.random.default_rng(seed)
         try:

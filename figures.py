@@ -41,7 +41,7 @@ def clip_rows(rows, path, title=None, frames=None):
 
 def completion_rows(video, masked, filled, mean, std, path, title=None, last="reconstruction", frames=None):
     """The paper's Figure 1 (and its interpolation figure): original / masked / filled-in rows of one clip. Each
-    argument is a normalised (3, T, H, W) tensor; masked has NaN where tubes are hidden (from MaskedAutoencoder.fill_in)."""
+    argument is a normalised (3, T, H, W) tensor; masked has NaN where tubes are hidden (MaskedAutoencoder.fill_in)."""
     rows = [("original", video), ("masked", masked), (last, filled)]
     clip_rows([(label, to_pixels(x.float(), mean, std)) for label, x in rows], path, title, frames)
 

@@ -206,7 +206,7 @@ class VisionTransformer(nn.Module):
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # deeper blocks drop more
         self.blocks = nn.ModuleList(Block(D, cfg.heads, cfg.mlp_ratio, r) for r in rates)
         self.norm = nn.LayerNorm(D, eps=1e-6)
-        self.activation_checkpointing = False                                           # activation checkpointing (run_blocks)
+        self.activation_checkpointing = False                             # recompute activations (run_blocks)
 
         init_weights(self)
         conv = self.patch_embed.proj.weight.data
@@ -274,7 +274,7 @@ class MaskedAutoencoder(VisionTransformer):
             init_sincos(self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal, cfg.grid)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        x = self.decoder_embed(latent[:, 1:])                             # (B, K, Dd); the encoder's class token is dropped
+        x = self.decoder_embed(latent[:, 1:])                             # (B, K, Dd); the class token is dropped
         B, K, Dd = x.shape
         L = ids_restore.shape[1]
         x = torch.cat([x, self.mask_token.expand(B, L - K, Dd)], dim=1)  # (B, L, Dd) as [visible..., hidden...]

@@ -255,7 +255,8 @@ def prepare_file(job) -> tuple:
                     writer = (*open_writer(tmp, fps, out_w, out_h, gop, crf, fmt="mp4"), tmp, name)
                     segments.append(name)
                 out = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
-                out.pts, out.time_base = n - seg_len * (len(segments) - 1), frame_time_base  # our clock, not the source's
+                out.pts = n - seg_len * (len(segments) - 1)                  # our clock, not the source's
+                out.time_base = frame_time_base
                 writer[0].mux(writer[1].encode(out))
                 n += 1
 

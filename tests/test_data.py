@@ -30,7 +30,8 @@ def root(tmp_path_factory):
     for c in KINETICS_CLASSES:
         (r / "kinetics" / "train" / c).mkdir(parents=True)
         for i in range(3):
-            write_indexed_video(r / "kinetics" / "train" / c / f"yt{c[:2]}{i}_{i:06d}_{i + 10:06d}.mp4", 30, 25, size=48)
+            name = f"yt{c[:2]}{i}_{i:06d}_{i + 10:06d}.mp4"
+            write_indexed_video(r / "kinetics" / "train" / c / name, 30, 25, size=48)
             rows.append(f"{c},yt{c[:2]}{i},{i},{i + 10},train")
     rows.append("zumba,gone_video,5,15,train")                                        # deleted from YouTube
     (r / "kinetics" / "train.csv").write_text("\n".join(rows) + "\n")
@@ -226,7 +227,8 @@ def test_authors_split_selects_their_files_with_their_class_order():
 
 
 def test_random_resized_crops_stay_in_range_spread_over_it_and_flip_half_the_time():
-    boxes, flips = sample_crops(20000, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), generator=torch.Generator().manual_seed(0))
+    boxes, flips = sample_crops(20000, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),
+                                generator=torch.Generator().manual_seed(0))
     cx, cy, w, h = boxes.unbind(1)
     area, aspect = w * h, w / h
     assert area.min() >= 0.5 - 1e-6 and area.max() <= 1 + 1e-6

@@ -88,7 +88,8 @@ def test_the_runner_skips_finished_jobs_and_reruns_a_changed_one_and_what_depend
 @pytest.mark.slow
 def test_the_whole_study_runs_at_a_tiny_size_and_its_report_holds_the_runs_numbers(toy_world, tmp_path):
     world, out, report = str(toy_world[0]), tmp_path / "runs", tmp_path / "report"
-    command = [sys.executable, "-m", "toy.miniature", "--tiny", "--world", world, "--out", str(out), "--report", str(report)]
+    command = [sys.executable, "-m", "toy.miniature", "--tiny", "--world", world, "--out", str(out),
+               "--report", str(report)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     text = (report / "REPORT.md").read_text()

@@ -46,8 +46,9 @@ def test_the_pretrained_mae_beats_the_best_constant_predictor_on_held_out_clips(
     """Masked-token loss on held-out clips at most 0.6x that of the per-position mean of the training clips."""
     videos = headcam_items(toy_world[0] / "saycam", "S")
     train, held_out = fraction_subset(videos, 0.8), videos.select(np.arange(round(0.8 * len(videos)), len(videos)))
-    view = lambda items: augment(torch.cat([ClipDataset(items, train=True, size=64)[(i, seed)][0]          # 4 clips
-                                            for i in range(len(items)) for seed in range(4)]), train=False, img_size=64, eval_crop=1.0)
+    view = lambda items: augment(torch.cat([ClipDataset(items, train=True, size=64)[(i, seed)][0]      # 4 clips each
+                                            for i in range(len(items)) for seed in range(4)]),
+                                 train=False, img_size=64, eval_crop=1.0)
     mean_clip = view(train).mean(0, keepdim=True)                          # (1, 3, T, H, W): the best constant
     model = load_model(str(tiny_mae / "checkpoint.pt")).eval()
     clips = view(held_out)
@@ -141,7 +142,8 @@ def test_two_gloo_processes_make_the_update_of_one_process_on_both_batches(accum
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     two, one = losses(tmp_path / "two"), losses(tmp_path / "one")
     for x, y in zip(two, one):                 # the same loss, and the same gradient (its norm, before clipping)
-        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4) and x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-3)
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)
+        assert x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-3)
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from augment import IMAGENET_MEAN, IMAGENET_STD, augment
-from data import OOD_BY_CATEGORY, OOD_CONDITIONS, ImageClipDataset, image_items, ood_items, parse_ood_name
+from data import ImageClipDataset, image_items
+from eval_ood import OOD_BY_CATEGORY, OOD_CONDITIONS, ood_items, parse_ood_name
 from toy.images import (CLASSES, PARAMETRIC, blur, contrast, grey, ood_versions, render, sample_objects,
                        typical_texture)
 from toy.shapes import TEXTURES
@@ -37,7 +38,7 @@ def test_every_generated_ood_name_parses_back_to_its_condition_and_category(toy_
             assert sorted(set(conditions)) == sorted(OOD_CONDITIONS[dataset])
         if dataset == "cue-conflict":
             assert set(conditions) <= set(CLASSES)                     # the texture's class
-        for path, label in zip(items.paths, items.labels):              # the folder or the 5th field: the rendered class
+        for path, label in zip(items.paths, items.labels):      # the folder or the 5th field: the rendered class
             name = os.path.basename(path)
             truth = name.split("_")[4] if dataset not in OOD_BY_CATEGORY else os.path.basename(os.path.dirname(path))
             assert CLASSES[label] == truth
@@ -51,7 +52,8 @@ def test_every_generated_ood_name_parses_back_to_its_condition_and_category(toy_
     ("false-colour", "false-colour/dnn/session-1/1115_fc_dnn_true_knife_35_n03041632_1.png", ("True", "knife")),
     ("colour", "colour/dnn/session-1/0001_cl_dnn_cr_oven_40_n04111531_14126.png", ("cr", "oven")),
     ("eidolonII", "eidolonII/dnn/session-1/1275_eid_dnn_4-3-10_airplane_10_n1_2.png", ("4-3-10", "airplane")),
-    ("stylized", "stylized/dnn/session-1/0800_sty_dnn_0_truck_00_truck-0373-ILSVRC2012-val-00019053.png", ("0", "truck")),
+    ("stylized", "stylized/dnn/session-1/0800_sty_dnn_0_truck_00_truck-0373-ILSVRC2012-val-00019053.png",
+     ("0", "truck")),
     ("cue-conflict", "cue-conflict/airplane/airplane10-bear3.png", ("bear", "airplane")),
     ("silhouette", "silhouette/truck/truck9.png", ("", "truck")),
 ])

@@ -99,7 +99,8 @@ def test_the_action_set_is_learnable_from_scratch(action_models):
 def test_actions_are_motion_defined_single_frames_cannot_split_mirror_pairs(action_models):
     video, image, labels = action_models
     classes = action_classes()
-    image_pairs, video_pairs = within_pair_accuracy(image, labels, classes), within_pair_accuracy(video, labels, classes)
+    image_pairs = within_pair_accuracy(image, labels, classes)
+    video_pairs = within_pair_accuracy(video, labels, classes)
     assert 0.3 <= np.mean(image_pairs) <= 0.7, image_pairs           # a coin flip within each pair (0.46)
     assert np.mean(video_pairs) >= 0.75, video_pairs                 # the video model tells the order (0.87)
     # but a single frame does tell which *pair* a clip belongs to: the image model is far above 1/14 on pairs
@@ -119,8 +120,8 @@ def test_kinetics_like_classes_are_told_apart_by_single_frames():
 
 @pytest.mark.slow                       # writes a tiny world three times through the command line (about 13 s)
 def test_reuse_keeps_the_same_world_and_rewrites_a_stale_one(tmp_path):
-    """`python -m toy.world --reuse` (what quickstart.sh runs): the same version, seed and scale are kept untouched; a world
-    that world.json says is older is replaced whole."""
+    """`python -m toy.world --reuse` (what quickstart.sh runs): the same version, seed and scale are kept untouched;
+    a world that world.json says is older is replaced whole."""
     import json
     import subprocess
     import sys

@@ -15,7 +15,8 @@ easier cue. The OOD sets then take one cue away or put the two in conflict:
   DIR/ood_contact_sheet.png                         one row per dataset, the same objects across
 Conditions are model-vs-human's, spelled as its files spell them. Low-pass sizes, given in pixels of its 224-pixel
 images, are scaled to our 64 pixels (blur that matters is object-sized); high-pass sizes are not (what it keeps
-is edge-sized, and our edges are about a pixel wide, as a photo's are at 224 pixels). toy/world.py calls write_images(); the drawing kit is toy/shapes.py.
+is edge-sized, and our edges are about a pixel wide, as a photo's are at 224 pixels). toy/world.py calls
+write_images(); the drawing kit is toy/shapes.py.
 """
 
 import math
@@ -129,13 +130,16 @@ def stylize(images, cover, g):
     """Keep the shape, replace every surface: the object and the background each get a new texture of random
     colours (wavy bands over blotches: a pattern no training object wears), one lighter than the other."""
     n = len(images)
-    yy, xx = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32), indexing="ij")
+    pixels = torch.arange(SIZE, dtype=torch.float32)
+    yy, xx = torch.meshgrid(pixels, pixels, indexing="ij")
 
     def paint(light):
         a, b = torch.rand(n, 1, 1, 3, generator=g) * 0.45 + light, torch.rand(n, 1, 1, 3, generator=g) * 0.45 + light
         freq, phase, tilt = uniform(g, n, 0.3, 0.8), uniform(g, n, 0, 6.3), uniform(g, n, -1, 1)
-        waves = torch.sin(freq.view(n, 1, 1) * (xx + tilt.view(n, 1, 1) * yy) + 2 * torch.sin(yy / 5 + phase.view(n, 1, 1)))
-        blotch = F.interpolate(torch.rand(n, 1, 5, 5, generator=g), size=(SIZE, SIZE), mode="bicubic", align_corners=False)[:, 0]
+        waves = torch.sin(freq.view(n, 1, 1) * (xx + tilt.view(n, 1, 1) * yy)
+                          + 2 * torch.sin(yy / 5 + phase.view(n, 1, 1)))
+        blotch = F.interpolate(torch.rand(n, 1, 5, 5, generator=g), size=(SIZE, SIZE), mode="bicubic",
+                               align_corners=False)[:, 0]
         mix = (0.5 + 0.3 * waves + 0.6 * (blotch - 0.5)).clamp(0, 1)[..., None]
         return a * mix + b * (1 - mix)
 
@@ -236,7 +240,8 @@ def write_ood_chunk(job):
                 continue
             if dataset in PARAMETRIC:
                 code, c = PARAMETRIC[dataset][0], conditions.index(condition)
-                name = f"{dataset}/dnn/session-1/{k * len(conditions) + c + 1:04d}_{code}_dnn_{condition}_{cat}_00_n{CLASSES.index(cat):02d}_{k:05d}.png"
+                name = (f"{dataset}/dnn/session-1/{k * len(conditions) + c + 1:04d}_{code}_dnn_{condition}_{cat}_00_"
+                        f"n{CLASSES.index(cat):02d}_{k:05d}.png")
             elif dataset == "stylized":
                 name = f"stylized/dnn/session-1/{k + 1:04d}_sty_dnn_0_{cat}_00_{cat}-{k:04d}-toy.png"
             elif dataset == "cue-conflict":
@@ -246,15 +251,17 @@ def write_ood_chunk(job):
             save(os.path.join(ood, name), image)
         repeat += dataset == "cue-conflict"
     if first == 0:
-        contact_sheet([row for row in sheet if not row[0].startswith("cue")] + [next(r for r in sheet if r[0] == "cue-conflict")],
-                      os.path.join(out, "ood_contact_sheet.png"))
+        rows = [row for row in sheet if not row[0].startswith("cue")]
+        rows.append(next(row for row in sheet if row[0] == "cue-conflict"))          # one row of cue conflicts
+        contact_sheet(rows, os.path.join(out, "ood_contact_sheet.png"))
     return count
 
 
 def image_jobs(out, seed, n, chunk=256):
     """The jobs that write part 2, for toy.world.generate's worker pool; n(count) scales a count."""
     sizes = {"imagenet": {"train": n(300) * len(CLASSES), "val": n(50) * len(CLASSES)}, "ood": n(10) * len(CLASSES)}
-    jobs = [(write_imagenet_chunk, (out, split, first, min(chunk, total - first), chunk_seed(seed, "imagenet", split, first)))
+    jobs = [(write_imagenet_chunk, (out, split, first, min(chunk, total - first),
+                                    chunk_seed(seed, "imagenet", split, first)))
             for split, total in sizes["imagenet"].items() for first in range(0, total, chunk)]
     jobs += [(write_ood_chunk, (out, first, min(chunk, sizes["ood"] - first), chunk_seed(seed, "ood", first)))
              for first in range(0, sizes["ood"], chunk)]

@@ -275,7 +275,8 @@ def run_jobs(jobs, args):
                 with open(log.name) as f:
                     tail = f.read().strip().splitlines()[-5:]
                 print("\n".join(tail), file=sys.stderr)
-                fail(f"{name} failed (exit {proc.returncode}); its log: {log.name}. Run `python -m toy.miniature` again to "
+                fail(f"{name} failed (exit {proc.returncode}); its log: {log.name}. Run `python -m toy.miniature` "
+                     f"again to "
                      f"resume once it is fixed")
             state[name] = {"command": job.line, "status": "done", "seconds": round(time.time() - began, 1)}
             write_state(state_path, state)

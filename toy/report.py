@@ -1,8 +1,8 @@
 """
 REPORT.md for the paper in miniature (toy/miniature.py): reads the JSON files its jobs wrote, averages the finetuning
 seeds, states for each of the paper's findings whether it reproduces on the toy world, and copies the figures next
-to the report. Every number in it is computed here from the runs. Where a finding does not reproduce, the report
-says which cause was measured elsewhere in the project (README: Finetuning, Interpolation) and which is only likely.
+to the report. Every number in it is computed here from the runs' files; the only other numbers are the paper's own,
+quoted beside each finding as what it is compared with.
 
 A difference between two conditions counts as clear when it exceeds 1 point and twice its standard error over the
 seeds, sqrt(sd_a^2 / n_a + sd_b^2 / n_b): with 3 seeds a rough rule, stated so that a reader can apply another.
@@ -140,20 +140,14 @@ def result1(st, cells):
     ssv2_best = max(score(c, "ssv2", k)[0] for c in st.inits for k in args.shots)
     if not all(gaps[(t, k)][2] for t, k in cells if t == "ssv2"):
         lines.append(f"On the SSV2-like set, whose classes only motion tells apart, the best model scores "
-                     f"{ssv2_best:.1f}% top-1 (chance {st.chance('ssv2'):.1f}%). Measured before (README, "
-                     "Finetuning): on this set a linear probe on the quickstart MAE's frozen features scored 20% "
-                     "top-1 and one on a randomly initialised encoder's 31%, so the tiny MAE's features keep less "
-                     "about where the objects go than random projections of the pixels do. Its reconstructions "
-                     "(below) fill hidden tokens with the room, not the moving objects. A likely reason, not tested "
-                     "here: with 12 of 128 tokens visible at mask 0.9, a small moving object is rarely seen, and "
-                     "the loss falls most by predicting the slowly panning wall and floor.")
+                     f"{ssv2_best:.1f}% top-1 (chance {st.chance('ssv2'):.1f}%): what tells its classes apart is "
+                     "where the objects go, and the reconstructions (Result 4) show how much of the moving objects "
+                     f"{args.pretrain_steps} steps of pretraining have learned to predict.")
     if not all(gaps[(t, k)][2] for t, k in cells if t == "kinetics"):
         lines.append(f"On the Kinetics-like set, whose classes a single frame tells apart, scratch reaches "
                      f"{max(score('scratch', 'kinetics', k)[0] for k in args.shots):.1f}% top-1 (chance "
-                     f"{st.chance('kinetics'):.1f}%) with the same finetuning budget. Measured before (README, "
-                     "Finetuning): there a linear probe found the quickstart MAE's features (1,800 steps) better than "
-                     f"a random encoder's, 82.5% against 76.7%. This study's MAEs had {args.pretrain_steps} steps, "
-                     "and the whole model is finetuned; that this lets scratch catch up is likely, not tested here.")
+                     f"{st.chance('kinetics'):.1f}%) with the same finetuning budget: a single frame tells these "
+                     "classes apart, and the whole model is finetuned.")
     k0 = 10 if 10 in args.shots else args.shots[0]                     # the scaling line's shots
     s10, kmatched = score("S10", args.scaling_task, k0), score("Kmatched", args.scaling_task, k0)
     if s10 and kmatched:
@@ -258,7 +252,8 @@ def result4(st):
     interp = load(os.path.join(st.out, "interpolate", "interpolation.json"))
     p, sd, won, pooled = interp["psnr"], interp["psnr_std"], interp["model_wins_on"], interp["psnr_pooled"]
     lines = ["## Result 4: interpolation (the S model on children A and Y, whom it never saw)", "",
-             copy_figure(os.path.join(st.out, "interpolate", "interpolation_0.png"), st.report_dir, "interpolation.png"),
+             copy_figure(os.path.join(st.out, "interpolate", "interpolation_0.png"), st.report_dir,
+                         "interpolation.png"),
              "", f"PSNR (dB) on the 4 hidden middle frames of {interp['num_clips']} clips: the mean ± sd over clips "
              "with the share of clips the MAE wins, and the pooled PSNR (of the mean squared error over "
              "all clips, where a near-exact copy of a still room weighs no more than any other clip):", "",
@@ -273,8 +268,7 @@ def result4(st):
                  f"{'beats' if interp['beats_untrained'] else 'does not beat'} its untrained self and "
                  f"{'beats' if interp['beats_nearest'] else 'does not beat'} copying the nearest visible frame." + (
                      "" if interp["beats_nearest"] else " The toy camera pans slowly, so a copied frame is nearly "
-                     "right about the room; the MAE's completions (figure) are a blur of the room without the "
-                     "moving objects, as in the README's 1,800-step toy runs."))
+                     "right about the room; the figure shows what the MAE draws in the hidden frames."))
     return lines
 
 
@@ -300,11 +294,10 @@ def result5(st):
                  f"ImageNet-like {in_gap[0]:+.1f} ± {in_gap[1]:.1f}, OOD mean {ood_gap[0]:+.1f} ± {ood_gap[1]:.1f} "
                  f"(S-Vid minus S-Img, {len(oods)} seed(s); the mean is over the {len(datasets)} toy OOD sets).")
     if max(vid[0], img[0]) < 2 * st.chance("imagenet"):
-        steps = load(os.path.join(st.out, "ft_S_imagenet_2pct_s0", "results.json"))["steps"]
+        run = load(os.path.join(st.out, "ft_S_imagenet_2pct_s0", "results.json"))
         lines.append(f"Both models stay below twice chance on the toy ImageNet itself, so the OOD differences above "
-                     f"are differences between near-chance guessers. The budget causes it: {steps} finetuning steps "
-                     "on 2% of the images (6 per class). Measured before (README, the toy world part 2): a toy "
-                     "classifier trained from scratch on all 4,800 images reached 83.5% after 2,000 steps.")
+                     f"are differences between near-chance guessers, after {run['steps']} finetuning steps on 2% of "
+                     f"the images ({run['num_train']} in all).")
     return lines
 
 
@@ -317,8 +310,8 @@ def write_report(jobs, state, args, hours, timing, subset):
     cells = [(t, k) for t in ("ssv2", "kinetics") for k in args.shots]
     chance = lambda t, k: f"{st.chance(t, k):.1f}%"
     lines = [f"# The paper in miniature{' (tiny: a pipeline check, not a result)' if args.tiny else ''}", "",
-             "Written by `python -m toy.miniature" + (" --tiny" if args.tiny else "") + "` (see README, \"The paper in "
-             "miniature\"). Every number below is measured by the runs this command made; finetuning numbers are "
+             "Written by `python -m toy.miniature" + (" --tiny" if args.tiny else "") + "` (see docs/toyworld.md). "
+             "Every number below is measured by the runs this command made; finetuning numbers are "
              f"the mean ± standard deviation over {args.seeds} finetuning seed(s) (one pretraining per condition).",
              "", f"- **Wall time:** {sum(t['seconds'] for t in timing) / 60:.1f} min over {len(timing)} "
              f"invocation(s) that ran jobs ({args.jobs} jobs side by side, {args.threads} thread(s) each; making the "

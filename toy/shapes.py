@@ -47,7 +47,8 @@ def shape_distance(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if name == "halfdisk":
         return torch.maximum(r - 1.0, v - 0.25)
     if name == "heart":                                                   # two lobes over a downward point
-        lobes = torch.minimum(torch.sqrt((u + 0.45) ** 2 + (v + 0.25) ** 2), torch.sqrt((u - 0.45) ** 2 + (v + 0.25) ** 2))
+        lobes = torch.minimum(torch.sqrt((u + 0.45) ** 2 + (v + 0.25) ** 2),
+                              torch.sqrt((u - 0.45) ** 2 + (v + 0.25) ** 2))
         return torch.minimum(lobes - 0.55, torch.maximum(1.3 * u.abs() + v - 1.0, -v - 0.2))
     if name == "crescent":                                                # a disk with an offset disk cut out
         return torch.maximum(r - 1.0, 0.8 - torch.sqrt((u - 0.5) ** 2 + v * v))
@@ -80,7 +81,8 @@ def texture(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                "grid": lambda: 0.8 - torch.maximum(torch.cos(6 * u).abs(), torch.cos(6 * v).abs()),
                "waves": lambda: torch.sin(8 * u + 2 * torch.sin(5 * v)),
                "spots": lambda: torch.cos(5 * u) * torch.cos(5 * v) - 0.6, "halves": lambda: u,
-               "fine diagonal": lambda: torch.sin(14 * (u - v)), "chevrons": lambda: torch.sin(10 * v + 6 * u.abs())}[name]()
+               "fine diagonal": lambda: torch.sin(14 * (u - v)),
+               "chevrons": lambda: torch.sin(10 * v + 6 * u.abs())}[name]()
     return 0.75 + 0.35 * torch.sign(pattern)
 
 

@@ -86,7 +86,8 @@ def action_pair_clips(pair, n, g, H=FRAME, W=FRAME):
         angle = angle + uniform(g, n, math.pi / 2, math.pi)[:, None] * tau   # 180-360 degrees in all
     elif pair == 3:                                                      # approaching: grows 2-3x
         x, y = mx.expand(n, T), my.expand(n, T)
-        size = uniform(g, n, 10, 12)[:, None] * torch.exp(uniform(g, n, math.log(2) / 2, math.log(3) / 2)[:, None] * tau)
+        growth = uniform(g, n, math.log(2) / 2, math.log(3) / 2)[:, None]
+        size = uniform(g, n, 10, 12)[:, None] * torch.exp(growth * tau)
     elif pair == 4:                                                      # dropping: falls, accelerating, bounces
         fall = uniform(g, n, 28, 36)[:, None]
         s = (tau + 1) / 2 * 1.35                                         # lands at s = 1, 3/4 of the way through
@@ -200,7 +201,8 @@ def kinetics_clips(n, g, frames=20, H=FRAME, W=FRAME):
         x, y = reflect(x0 + vx * t, 8, W - 8), reflect(y0 + vy * t, 8, H - 8)      # drift, bouncing off the edges
         size = uniform(g, n, 8, 12)[:, None].expand(n, frames)
         angle = uniform(g, n, 0, 6.3)[:, None] + uniform(g, n, -0.3, 0.3)[:, None] * t
-        draw_objects(canvas, x, y, size, angle, shape, colour, tex, alpha=(k < count).float()[:, None].expand(n, frames))
+        present = (k < count).float()[:, None].expand(n, frames)
+        draw_objects(canvas, x, y, size, angle, shape, colour, tex, alpha=present)
     return canvas, labels
 
 # -----------------------------------------------------------------------------
@@ -326,7 +328,8 @@ def headcam_streams(n, frames, g, child="S", H=FRAME, W=FRAME):
 def write_headcam_chunk(job):
     out, child, chunk, first, count, frames, seed = job
     torch.set_num_threads(1)
-    streams = to_uint8(headcam_streams(count, frames, torch.Generator().manual_seed(chunk_seed(seed, "saycam", child, chunk)), child))
+    g = torch.Generator().manual_seed(chunk_seed(seed, "saycam", child, chunk))
+    streams = to_uint8(headcam_streams(count, frames, g, child))
     start = datetime.date(2013, 6, 1)
     for i, video in enumerate(streams, start=first):
         day = start + datetime.timedelta(days=i // 4)                      # four recordings a day, dated names
@@ -425,7 +428,8 @@ if __name__ == "__main__":
     parser = ArgumentParser(description="Write the toy world.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
-    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiplies the number of files of every part")
+    parser.add_argument("--scale", type=positive_float, default=1.0,
+                        help="multiplies the number of files of every part")
     parser.add_argument("--workers", type=positive_int, default=2, help="processes drawing and encoding")
     parser.add_argument("--reuse", action="store_true", help="keep a world already at --out if it is this version, "
                         "seed and scale; rewrite it otherwise")
