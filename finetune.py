@@ -7,7 +7,7 @@ labelled examples per class, and is scored on the full validation set. The paper
     python finetune.py --setting toy --task ssv2 --embed runs/toy_S/checkpoint.pt runs/ft10/best.pt runs/ft50/best.pt
 
 Tasks: ssv2 (actions told apart by motion), kinetics (train/<class>/ and val/<class>/ videos: Kinetics-700 or any
-such folder), imagenet (images as static 16-frame clips). The defaults are the paper's (DESIGN §2): the whole model
+such folder), imagenet (images as static 16-frame clips). The defaults are the paper's: the whole model
 is trained, layer-wise lr decay 0.8, lr 1.5e-4, weight decay 1e-4, label smoothing 0.1, dropout 0.3, drop path 0.1,
 gradient clipping 5, random resized crops (0.08, 1) and flips (none on SSV2: its labels say left and right), 32
 clips per step, 30 epochs. An image model (an image-MAE checkpoint, 1 frame) is trained on single frames and scored
@@ -43,8 +43,8 @@ from model import VideoClassifier, frame_by_frame, make_config, param_groups
 from toy import FRAME, WORLD
 from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
                       generator, learning_rate, nonnegative_float, nonnegative_int, parse_with_settings,
-                      positive_float, positive_int, prepare_run_folder, rng_states, save_checkpoint, set_lr,
-                      set_rng_states, unit_interval, unwrap)
+                      positive_float, positive_int, prepare_run_folder, require_order, rng_states,
+                      save_checkpoint, set_lr, set_rng_states, unit_interval, unwrap)
 
 TASKS = {  # task: (training split, validation split, flip when training, normalisation)
     "ssv2": ("train", "validation", False, (VIDEO_MEAN, VIDEO_STD)),
@@ -120,8 +120,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (without it, a folder that "
                    "holds a run is refused unless --resume is given)")
     args = parse_with_settings(p, SETTINGS, argv)
-    if args.crop_scale[0] > args.crop_scale[1]:
-        p.error(f"argument --crop_scale: the smallest share comes first, got {args.crop_scale[0]} {args.crop_scale[1]}")
+    require_order(p, "crop_scale", args.crop_scale)
     if args.data_root is None and args.world:
         args.data_root = os.path.join(args.world, args.task)
     if args.patch is not None and args.init != "scratch":

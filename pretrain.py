@@ -35,8 +35,8 @@ from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, train
 from toy import FRAME, WORLD
 from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
                       generator, learning_rate, nonnegative_float, nonnegative_int, open_fraction, parse_with_settings,
-                      positive_float, positive_int, prepare_run_folder, resolve_precision, save_checkpoint, set_lr,
-                      unwrap)
+                      positive_float, positive_int, prepare_run_folder, require_order, resolve_precision,
+                      save_checkpoint, set_lr, unwrap)
 
 # Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
 SETTINGS = {
@@ -114,8 +114,7 @@ def parse_args(argv=None):
     args = parse_with_settings(p, SETTINGS, argv)
     if args.out is None:
         args.out = os.path.join("runs", f"{args.data.replace(',', '+').replace(os.sep, '_')}_{args.preset}")
-    if args.crop_scale[0] > args.crop_scale[1]:
-        p.error(f"argument --crop_scale: the smallest share comes first, got {args.crop_scale[0]} {args.crop_scale[1]}")
+    require_order(p, "crop_scale", args.crop_scale)
     return args
 
 # -----------------------------------------------------------------------------

@@ -104,6 +104,12 @@ def checked(convert, test, condition):
     return parse
 
 
+def require_order(p: argparse.ArgumentParser, flag: str, pair):
+    """A two-number flag such as --crop_scale gives its smaller number first."""
+    if pair[0] > pair[1]:
+        p.error(f"argument --{flag}: the smaller number comes first, got {pair[0]} {pair[1]}")
+
+
 positive_int = checked(int, lambda v: v >= 1, "a whole number >= 1")
 nonnegative_int = checked(int, lambda v: v >= 0, "a whole number >= 0")
 positive_float = checked(float, lambda v: 0 < v < math.inf, "a number > 0")
