@@ -53,7 +53,7 @@ NORMALISATION = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "video": (VIDEO_MEAN
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", nargs="+", required=True, help="classifier checkpoints (ours or the authors' released, "
                    "files or names: vit_hvm1_imagenet-2pt; checkpoints.py --list)")
     p.add_argument("--names", default=None, help="'|'-separated model names (default: their run folders)")

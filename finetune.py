@@ -61,7 +61,7 @@ SETTINGS = {
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # data
     p.add_argument("--task", default="ssv2", choices=tuple(TASKS))
     p.add_argument("--data_root", default=None, help="the task's folder (SSV2: the one holding the json files)")

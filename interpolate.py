@@ -68,7 +68,7 @@ METHODS = {"model": "MAE completion", "nearest": "nearest copy", "blend": "linea
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="an MAE checkpoint (ours, or the authors' released MAE: a file or "
                    "its name, mae_s_none; checkpoints.py --list)")
     p.add_argument("--videos", nargs="+", default=[], help="video files, folders (searched at any depth), or "

@@ -52,12 +52,13 @@ SETTINGS = {
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # data
     p.add_argument("--data", default="S", help="S, A, Y, SAY (headcam children), kinetics, kinetics-200h, toy, a "
                    "folder of videos, or several of these comma-separated (a mixture)")
     p.add_argument("--data_root", default=None, help="the data's folder, or name=folder pairs per source, e.g. "
-                   "S=/data/saycam,kinetics=/data/k700 (headcam: the folder holding S/, A/, Y/)")
+                   "S=/data/saycam,kinetics=/data/k700 (headcam: the folder holding S/, A/, Y/); default: "
+                   "data/saycam for the headcam children, data/kinetics for Kinetics")
     p.add_argument("--data_frac", type=fraction, default=1.0, help="use this fraction of the videos (scaling runs)")
     p.add_argument("--frac_mode", default="prefix", choices=("prefix", "random"),
                    help="prefix: the chronologically first videos (the authors'); random: a seeded choice")

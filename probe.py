@@ -47,7 +47,7 @@ SETTINGS = {
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", default="ssv2", help="ssv2, kinetics, or both: 'ssv2,kinetics'")
     p.add_argument("--data_root", default=None, help="the task's folder (one task only)")
     p.add_argument("--world", default=None, help="a toy world: each task's folder is WORLD/<task>")

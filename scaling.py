@@ -43,7 +43,7 @@ from training import ArgumentParser, check_out_folder, fail, open_fraction, posi
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--point", action="append", default=[], metavar="HOURS=GLOB", help="a pretraining size and "
                    "its finetuning results (a glob: the seeds); repeat per size, and the same HOURS twice adds files")
     p.add_argument("--csv", default=None, metavar="FILE", help="points as rows 'hours,accuracy' (accuracy in %%; "

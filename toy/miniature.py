@@ -65,7 +65,7 @@ SCALING = (("S0.1", 0.001), ("S1", 0.01), ("S10", 0.1), ("S", 1.0))      # condi
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--world", default=WORLD, help="the toy world (made with toyworld.py if it is not there)")
     p.add_argument("--out", default="runs/miniature", help="every run's folder, the jobs' logs and state")
     p.add_argument("--report", default="report", help="folder for REPORT.md and its figures")
