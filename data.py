@@ -154,7 +154,7 @@ def ssv2_items(root, split="train") -> Items:
 # -----------------------------------------------------------------------------
 # which videos a pretraining run takes (pretrain.py --data)
 
-# Where the data sit when --data_root is not given: the paths the README documents (data/ is for your data).
+# Where the data sit when --data_root is not given: the places the README documents (data/ is yours).
 DEFAULT_ROOTS = {"headcam": os.path.join("data", "saycam"), "kinetics": os.path.join("data", "kinetics")}
 
 

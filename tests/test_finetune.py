@@ -169,7 +169,7 @@ def test_a_resumed_run_ends_with_the_same_weights_and_writes_the_documented_resu
 
 
 def test_the_shipped_toy_mae_is_the_readmes_long_run_and_loads():
-    """assets/toy_mae_S.pt holds the model, config, flags and step of the README's 7,200-step toy run, nothing more
+    """assets/toy_mae_S.pt holds the model, config, flags and step of the 7,200-step toy run (docs/LOG.md), nothing more
     (the run set one decoder head in code, before pretrain.py had --decoder_heads: its config records it)."""
     ckpt = torch.load(SHIPPED_MAE, map_location="cpu", weights_only=False)
     args = ckpt["args"]
@@ -212,7 +212,7 @@ def test_the_image_model_is_a_coin_flip_within_mirror_pairs_but_reads_kinetics_f
 
 @pytest.mark.slow
 def test_a_toy_pretrained_mae_beats_scratch_on_each_of_two_seeds(toy_world, tmp_path):
-    """The shipped toy MAE (assets/toy_mae_S.pt: the 7,200-step run of the README's Few-shot section) against
+    """The shipped toy MAE (assets/toy_mae_S.pt: the 7,200-step run of docs/LOG.md) against
     scratch, both finetuned 10-shot on the SSV2-like set for 20 epochs (80 steps: half the toy setting's budget, to fit
     CI) and scored at their last step (no selection set: the same budget, nothing chosen). On this test's world (84
     validation clips, 14 classes) we measured top-1 / top-5 of 17.9 / 56.0 against 13.1 / 39.3 (seed 0) and

@@ -176,7 +176,7 @@ SHIPPED_CENTER_MAE = os.path.join(ROOT, "assets", "toy_mae_S_center.pt")
 
 def test_the_shipped_center_mae_beats_the_copy_by_pooled_error_at_the_median_and_on_most_clips(toy_world, tmp_path):
     """assets/toy_mae_S_center.pt: the shipped long toy MAE (assets/toy_mae_S.pt) continued for 3,600 steps on the
-    center mask alone (the README's interpolation section). On 96 clips of the tests' children A and Y: MAE 20.06 dB
+    center mask alone (docs/LOG.md). On 96 clips of the tests' children A and Y: MAE 20.06 dB
     mean per clip against the copy's 20.06 (a tie: the copy is near exact where the room stands still), but 17.67
     against 16.75 pooled (the PSNR of the mean squared error, where every pixel weighs the same), 20.77 against 19.69
     at the median clip, and better on 62% of the clips. The blend (22.05 mean, 18.78 pooled) stays ahead: reported."""

@@ -128,7 +128,7 @@ def test_objects_are_learnable_and_the_ood_sets_are_harder(toy_image_classifier)
             scores.setdefault(dataset, []).append(accuracy(model, images[keep], labels[keep]))
         else:
             scores[(dataset, condition) if dataset in PARAMETRIC else dataset] = accuracy(model, images, labels)
-    print({k: round(float(np.mean(v)), 3) for k, v in scores.items()})  # the README's table (pytest -s)
+    print({k: round(float(np.mean(v)), 3) for k, v in scores.items()})  # docs/toyworld.md's table (pytest -s)
     clean = scores["clean"]
     assert clean >= LEARNABLE, clean
     for dataset in ("silhouette", "stylized", "cue-conflict"):

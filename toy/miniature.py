@@ -66,7 +66,7 @@ SCALING = (("S0.1", 0.001), ("S1", 0.01), ("S10", 0.1), ("S", 1.0))      # condi
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--world", default=WORLD, help="the toy world (made with toyworld.py if it is not there)")
+    p.add_argument("--world", default=WORLD, help="the toy world (made with `python -m toy.world` if it is not there)")
     p.add_argument("--out", default="runs/miniature", help="every run's folder, the jobs' logs and state")
     p.add_argument("--report", default="report", help="folder for REPORT.md and its figures")
     p.add_argument("--jobs", type=positive_int, default=2, help="jobs side by side")
