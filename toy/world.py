@@ -86,8 +86,9 @@ def action_pair_clips(pair, n, g, H=FRAME, W=FRAME):
         angle = angle + uniform(g, n, math.pi / 2, math.pi)[:, None] * tau   # 180-360 degrees in all
     elif pair == 3:                                                      # approaching: grows 2-3x
         x, y = mx.expand(n, T), my.expand(n, T)
+        start = uniform(g, n, 10, 12)[:, None]                           # (drawn before the growth, as always)
         growth = uniform(g, n, math.log(2) / 2, math.log(3) / 2)[:, None]
-        size = uniform(g, n, 10, 12)[:, None] * torch.exp(growth * tau)
+        size = start * torch.exp(growth * tau)
     elif pair == 4:                                                      # dropping: falls, accelerating, bounces
         fall = uniform(g, n, 28, 36)[:, None]
         s = (tau + 1) / 2 * 1.35                                         # lands at s = 1, 3/4 of the way through
