@@ -203,6 +203,7 @@ def test_a_diverging_loss_stops_the_run_without_a_poisoned_checkpoint(toy_world,
         assert state["step"] < 20 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+@pytest.mark.slow                       # several runs of pretrain.py in fresh processes
 def test_a_non_finite_gradient_stops_the_run_and_names_a_good_checkpoint(toy_world, tmp_path):
     """A step whose loss is finite but whose gradient is not: the run stops before it writes the ruined weights, and
     names the checkpoint that is still good."""
@@ -218,6 +219,7 @@ def test_a_non_finite_gradient_stops_the_run_and_names_a_good_checkpoint(toy_wor
     run(*toy_args(toy_world[0], tmp_path / "out", "--steps", str(state["step"] + 1), "--resume", "auto"))  # resumable
 
 
+@pytest.mark.slow                       # several runs of pretrain.py in fresh processes
 def test_a_folder_holding_a_run_is_refused_without_resume_and_kept_whole(toy_world, tmp_path):
     out = tmp_path / "out"
     run(*toy_args(toy_world[0], out, "--steps", "2"))
@@ -235,6 +237,7 @@ def test_a_folder_holding_a_run_is_refused_without_resume_and_kept_whole(toy_wor
     assert load_checkpoint(str(out / "checkpoint.pt"))["step"] == 1 and len(losses(out)) == 1
 
 
+@pytest.mark.slow                       # several runs of pretrain.py in fresh processes
 def test_unreadable_files_are_skipped_wherever_they_sort_and_counted(toy_world, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -252,6 +255,7 @@ def test_unreadable_files_are_skipped_wherever_they_sort_and_counted(toy_world, 
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow                       # several runs of pretrain.py in fresh processes
 def test_the_cards_command_finds_the_headcam_data_in_its_default_place(toy_world, tmp_path):
     """`pretrain.py --data S` with no --data_root reads data/saycam (from where it runs), or names that place."""
     small = [os.path.join(ROOT, "pretrain.py"), "--data", "S", "--preset", "toy", "--img_size", "64", "--canvas", "64",
