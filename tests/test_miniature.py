@@ -29,13 +29,45 @@ def test_the_study_has_every_condition_and_each_job_comes_after_what_it_needs():
                            for f in finetunes) == 3                        # 3 seeds each
     assert {("S0.1", "kinetics", 10), ("S1", "kinetics", 10), ("S10", "kinetics", 10)} <= result1
     assert sum(f["task"] == "imagenet" for f in finetunes) == 6          # S-Vid and S-Img, 3 seeds
-    assert len([j for j in jobs if j.info.get("kind") == "pretrain"]) == 8
-    # every pretraining runs the same number of steps; the matched Kinetics-like run gets its fraction
-    pretrain_lines = [j.line for j in jobs if j.info.get("kind") == "pretrain"]
-    assert all("--steps 350" in line for line in pretrain_lines)
-    assert any("--data kinetics" in line and "--data_frac 0.3125" in line for line in pretrain_lines)
+    # by default the study pretrains nothing: it starts from the shipped models, one file per condition
+    assert not [j for j in jobs if j.info.get("kind") == "pretrain"]
+    inits = {j.command[j.command.index("--init") + 1] for j in jobs if "--init" in j.command}
+    assert inits == {"scratch"} | {os.path.join("assets", "toy", f"{c}.pt") for c in HOURS}
+    by_name = {j.name: j for j in jobs}
+    assert os.path.join("assets", "toy", "Scenter.pt") in by_name["interpolate"].command      # Result 4
+    assert os.path.join("assets", "toy", "S.pt") in by_name["tsne"].command                   # Result 2's 0-shot
+
+
+def test_with_pretrain_the_study_pretrains_every_condition_first_and_equally():
+    args = miniature.parse_args(["--pretrain", "--out", "o", "--world", "w"])
+    jobs = miniature.study(args, HOURS, 0.3125)
+    pretraining = {j.info["cond"]: j for j in jobs if j.info.get("kind") == "pretrain"}
+    assert set(pretraining) == set(HOURS) | {"Scenter"} == set(miniature.PRETRAIN_ORDER)
+    assert [j.info.get("kind") for j in jobs[:9]] == ["pretrain"] * 9
+    # every condition the same number of steps; S continued on the center mask for half as many, from S's run
+    lines = {cond: job.line for cond, job in pretraining.items()}
+    assert all(f"--steps {miniature.PRETRAIN_STEPS} " in line for c, line in lines.items() if c != "Scenter")
+    assert f"--steps {miniature.PRETRAIN_STEPS // 2} " in lines["Scenter"] and pretraining["Scenter"].deps == ("pt_S",)
+    assert "--init o/pt_S/checkpoint.pt --mask_type center --mask_ratio 0.25" in lines["Scenter"]
+    assert "--data kinetics" in lines["Kmatched"] and "--data_frac 0.3125" in lines["Kmatched"]
     # the image MAE is the paper's baseline: single frames, t_patch 1, mask 0.8
-    assert any("--frames 1 --t_patch 1 --mask_ratio 0.8" in line for line in pretrain_lines)
+    assert "--frames 1 --t_patch 1 --mask_ratio 0.8" in lines["SImg"]
+    by_name = {j.name: j for j in jobs}
+    assert "o/pt_Scenter/checkpoint.pt" in by_name["interpolate"].command and by_name["interpolate"].deps == (
+        "pt_Scenter",)
+    assert by_name["ft_Kmatched_ssv2_10_s0"].deps == ("pt_Kmatched",)
+
+
+def test_without_the_shipped_models_the_study_says_how_to_make_them_in_one_line(toy_world, tmp_path):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "S.pt").write_bytes(b"")                                 # only one of the nine is there
+    result = subprocess.run([sys.executable, "-m", "toy.miniature", "--world", str(toy_world[0]), "--assets",
+                             str(assets), "--out", str(tmp_path / "o"), "--report", str(tmp_path / "r")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "Kmatched.pt" in result.stderr and "S.pt," not in result.stderr
+    assert "python -m toy.assets --conditions Kmatched," in result.stderr and "--pretrain" in result.stderr
 
 
 @pytest.mark.parametrize("tiny", [False, True])
@@ -76,6 +108,8 @@ def test_the_runner_skips_finished_jobs_and_reruns_a_changed_one_and_what_depend
     assert sorted(ran.read_text().split()) == ["A", "a", "b", "b", "c"]
     state = json.loads((tmp_path / "out" / "jobs.json").read_text())
     assert all(s["status"] == "done" for s in state.values()) and "A" in state["first"]["command"]
+    miniature.run_jobs(jobs()[2:], args, prune=False)                  # a subset: the others' runs stay
+    assert set(json.loads((tmp_path / "out" / "jobs.json").read_text())) == {"first", "second", "apart"}
     (tmp_path / "out" / "first").mkdir()                               # a run folder of a job the study drops
     failing = [miniature.Job("broken", [str(script)])]                  # exits 1: IndexError
     with pytest.raises(SystemExit):
@@ -101,12 +135,15 @@ def test_the_whole_study_runs_at_a_tiny_size_and_its_report_holds_the_runs_numbe
         assert f"]({figure})" in text
     verdicts = re.findall(r"\*\*(Reproduces|Partly reproduces|Does not reproduce|No verdict \(one seed\))\.\*\*", text)
     assert len(verdicts) == 8                                           # one for each finding the report tests
+    summary = text.split("## Summary\n\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split(",")[0] for line in summary] == [f"- Result {r}" for r in range(1, 6)]
+    assert all(line.endswith(": No verdict (one seed)") for line in summary)
     # the table's number is the run's own: S, SSV2-like 10-shot, top-1 of its last model
     run = json.loads((out / "ft_S_ssv2_10_s0" / "results.json").read_text())
     row = next(line for line in text.splitlines() if line.startswith("| S |"))
     assert re.search(rf"\| {100 * run['last']['top1']:.1f} ± 0\.0 / {100 * run['last']['top5']:.1f} ± 0\.0 \|", row)
     state = json.loads((out / "jobs.json").read_text())
-    assert len(state) == 29 and all(s["status"] == "done" for s in state.values())
+    assert len(state) == 30 and all(s["status"] == "done" for s in state.values())
     # a second invocation finds every job done and only rewrites the report
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and json.loads((out / "jobs.json").read_text()) == state

@@ -58,7 +58,19 @@ CONDITIONS = {
     "S1": ("S, first 1%", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--data_frac", "0.01"]),
     "S0.1": ("S, first 0.1%", lambda w, k_frac: ["--data", "S", "--data_root", f"{w}/saycam", "--data_frac", "0.001"]),
 }
+# Result 4 asks the S model to fill in hidden middle frames. Random masks never ask that, and at this size their model
+# keeps a still room less sharply than a copy of the nearest frame does; continuing it on the center mask (the
+# middle frames hidden, 25% of the tokens) for half as many steps again, at a third of the learning rate (it continues
+# a trained model), makes it fill the gap better than the copy.
+CENTER = ("S, then the center mask", ["--mask_type", "center", "--mask_ratio", "0.25", "--lr", "1e-3"])
 RESULT1_INITS = ("S", "SAY", "K", "Kmatched", "SImg", "scratch")
+# Every condition's pretraining: the toy setting for 7,200 steps of 32 clips, the videos decoded once and kept in
+# memory. A few hundred steps only start an MAE: at 1,800 steps its encoder does not yet help 10-shot finetuning, at
+# 7,200 it does. That is hours on a 2-core CPU, so `python -m toy.assets` pretrains once, the files ship in
+# assets/toy/, and the study starts from them (--pretrain redoes the pretraining inside the study).
+PRETRAIN_STEPS = 7200
+ASSETS = os.path.join("assets", "toy")
+PRETRAIN_ORDER = ("S", "Kmatched", "S10", "S1", "S0.1", "SImg", "Scenter", "SAY", "K")   # keeps two lanes busy
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project's scripts, which the jobs run
 SCALING = (("S0.1", 0.001), ("S1", 0.01), ("S10", 0.1), ("S", 1.0))      # condition, fraction of S
 
@@ -73,18 +85,23 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=positive_int, default=None, help="threads per job (default: the cores / --jobs)")
     p.add_argument("--seeds", type=positive_int, default=3, help="finetuning seeds per condition")
     p.add_argument("--shots", default="10,50", help="few-shot sizes, comma-separated")
-    p.add_argument("--pretrain_steps", type=positive_int, default=350,
-                   help="steps of every pretraining (32 clips each)")
-    p.add_argument("--epochs", default="10=10,50=3", help="finetuning epochs per shots, SHOTS=EPOCHS pairs")
+    p.add_argument("--assets", default=ASSETS, help="the pretrained models the study starts from, one <condition>.pt "
+                   "each (made once by `python -m toy.assets`)")
+    p.add_argument("--pretrain", action="store_true", help="pretrain every condition inside the study instead of "
+                   "starting from --assets (about 4 hours more on a 2-core CPU)")
+    p.add_argument("--pretrain_steps", type=positive_int, default=PRETRAIN_STEPS,
+                   help="with --pretrain: steps of every pretraining (32 clips each)")
+    p.add_argument("--epochs", default="10=40,50=3", help="finetuning epochs per shots, SHOTS=EPOCHS pairs")
     p.add_argument("--imagenet_epochs", type=positive_float, default=20,
                    help="finetuning epochs on the toy ImageNet's 2%%")
     p.add_argument("--scaling_task", default="kinetics", choices=("kinetics", "ssv2"),
                    help="the task of the scaling line (10-shot)")
     p.add_argument("--clips", type=positive_int, default=256, help="clips of A and Y for the interpolation PSNR")
-    p.add_argument("--tiny", action="store_true", help="a few steps, one seed, 10 shots: checks the pipeline only")
+    p.add_argument("--tiny", action="store_true", help="a few steps of pretraining (--pretrain) and finetuning, one "
+                   "seed, 10 shots: checks the pipeline only")
     args = p.parse_args(argv)
     if args.tiny:
-        args.seeds, args.shots, args.pretrain_steps, args.epochs = 1, "10", 3, "10=1"
+        args.seeds, args.shots, args.pretrain, args.pretrain_steps, args.epochs = 1, "10", True, 3, "10=1"
         args.imagenet_epochs, args.clips = 1, 8
     try:
         args.shots = [int(s) for s in args.shots.split(",")]
@@ -138,17 +155,36 @@ def data_hours(world):
     return hours, k_frac
 
 
+def pretraining_jobs(world, out, hours, k_frac, steps=PRETRAIN_STEPS):
+    """The pretraining of every condition, and of S continued on the center mask (half as many steps again)."""
+    jobs = {}
+    for cond, (label, data_flags) in CONDITIONS.items():
+        jobs[cond] = Job(f"pt_{cond}", ["pretrain.py", "--setting", "toy", *data_flags(world, k_frac), "--steps",
+                                        str(steps), "--cache", "--seed", "0", "--out", f"{out}/pt_{cond}", "--resume",
+                                        "auto"], info=dict(kind="pretrain", cond=cond, label=label, hours=hours[cond]))
+    label, mask_flags = CENTER
+    jobs["Scenter"] = Job("pt_Scenter", ["pretrain.py", "--setting", "toy", *CONDITIONS["S"][1](world, k_frac),
+                                         "--init", f"{out}/pt_S/checkpoint.pt", *mask_flags, "--steps",
+                                         str(max(1, steps // 2)), "--cache", "--seed", "0", "--out",
+                                         f"{out}/pt_Scenter", "--resume", "auto"], ("pt_S",),
+                          dict(kind="pretrain", cond="Scenter", label=label, hours=hours["S"]))
+    return [jobs[cond] for cond in PRETRAIN_ORDER]
+
+
+def pretrained_model(args, cond):
+    """Where the study finds a condition's pretrained MAE: the shipped file, or its run inside the study."""
+    return os.path.join(args.out, f"pt_{cond}", "checkpoint.pt") if args.pretrain else \
+        os.path.join(args.assets, f"{cond}.pt")
+
+
 def study(args, hours, k_frac):
-    """Every job of the study, in an order that keeps two lanes busy (long pretraining first)."""
+    """Every job of the study, in an order that keeps two lanes busy (long pretraining first, when there is any)."""
     w, out, jobs = args.world, args.out, []
     runs = lambda name: os.path.join(out, name)
-    for cond, (label, data_flags) in CONDITIONS.items():
-        jobs.append(Job(f"pt_{cond}", ["pretrain.py", "--setting", "toy", *data_flags(w, k_frac), "--steps",
-                                       str(args.pretrain_steps), "--seed", "0", "--out", runs(f"pt_{cond}"),
-                                       "--resume", "auto"], info=dict(kind="pretrain", cond=cond, label=label,
-                                                                     hours=hours[cond])))
-    init_of = lambda cond: ("scratch", ()) if cond == "scratch" else (f"{runs('pt_' + cond)}/checkpoint.pt",
-                                                                       (f"pt_{cond}",))
+    if args.pretrain:
+        jobs += pretraining_jobs(w, out, hours, k_frac, args.pretrain_steps)
+    deps_of = lambda *conds: tuple(f"pt_{c}" for c in conds) if args.pretrain else ()
+    init_of = lambda cond: ("scratch", ()) if cond == "scratch" else (pretrained_model(args, cond), deps_of(cond))
 
     def finetune(cond, task, shots, seed, epochs, extra=()):
         name = f"ft_{cond}_{task}_{str(shots).replace('%', 'pct')}_s{seed}"
@@ -177,9 +213,9 @@ def study(args, hours, k_frac):
     # Result 2: t-SNE of the S model's features at 0 shots and after finetuning on each number of shots (seed 0)
     tsne_runs = [f"ft_S_ssv2_{k}_s0" for k in args.shots]
     jobs.append(Job("tsne", ["finetune.py", "--setting", "toy", "--world", w, "--task", "ssv2", "--embed",
-                             f"{runs('pt_S')}/checkpoint.pt", *[f"{runs(r)}/best.pt" for r in tsne_runs],
+                             pretrained_model(args, "S"), *[f"{runs(r)}/best.pt" for r in tsne_runs],
                              "--embed_titles", "|".join(["0-shot"] + [f"{k}-shot" for k in args.shots]), *subset,
-                             "--out", runs("tsne")], ("pt_S", *tsne_runs), dict(kind="tsne")))
+                             "--out", runs("tsne")], (*deps_of("S"), *tsne_runs), dict(kind="tsne")))
     # Result 3: the scaling line, with the Kinetics-like models drawn beside it at their hours
     glob_of = lambda cond: f"{runs('ft_' + cond)}_{args.scaling_task}_{scaling_shots}_s*/results.json"
     points = [f"--point={hours[c]:.4g}={glob_of(c)}" for c, _ in SCALING]
@@ -189,10 +225,11 @@ def study(args, hours, k_frac):
                     tuple(j.name for j in jobs if j.info.get("kind") == "finetune" and
                           j.info["task"] == args.scaling_task and j.info["shots"] == scaling_shots and
                           j.info["cond"] in ("S0.1", "S1", "S10", "S", "Kmatched", "K")), dict(kind="scaling")))
-    # Result 4: the S model fills in the middle of clips of children A and Y, whom it never saw
-    jobs.append(Job("interpolate", ["interpolate.py", "--setting", "toy", "--ckpt", f"{runs('pt_S')}/checkpoint.pt",
+    # Result 4: the S model, continued on the center mask, fills in the middle of clips of children A and Y, whom it
+    # never saw
+    jobs.append(Job("interpolate", ["interpolate.py", "--setting", "toy", "--ckpt", pretrained_model(args, "Scenter"),
                                     "--world", w, "--child", "A,Y", "--clips", str(args.clips), "--out",
-                                    runs("interpolate")], ("pt_S",), dict(kind="interpolate")))
+                                    runs("interpolate")], deps_of("Scenter"), dict(kind="interpolate")))
     # Result 5: the OOD sets, S-Vid vs S-Img, one pair per finetuning seed (attention maps for the first)
     for seed in range(args.seeds):
         pair = (f"ft_S_imagenet_2pct_s{seed}", f"ft_SImg_imagenet_2pct_s{seed}")
@@ -219,15 +256,15 @@ def write_state(path, state):
     os.replace(path + ".tmp", path)
 
 
-def run_jobs(jobs, args):
+def run_jobs(jobs, args, prune=True):
     """Run what is not done yet, --jobs at a time, each after its dependencies. A job is done when it exited 0
     with the same command. A job whose command changed (or whose dependency re-runs), a folder no state knows of,
-    and a job no longer in the study are removed first, so no stale run is resumed or globbed.
+    and (with `prune`) a job no longer in the study are removed first, so no stale run is resumed or globbed.
     Returns the state, the number of jobs run, and whether any finished job had to be redone."""
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     state_path = os.path.join(args.out, "jobs.json")
     state, todo, redone = read_state(state_path), [], False
-    for name in set(state) - {j.name for j in jobs}:                    # e.g. seeds beyond a smaller --seeds
+    for name in set(state) - {j.name for j in jobs} if prune else ():  # e.g. seeds beyond a smaller --seeds
         shutil.rmtree(os.path.join(args.out, name), ignore_errors=True)
         state.pop(name)
     for job in jobs:                                                    # jobs come after their dependencies
@@ -286,19 +323,29 @@ def run_jobs(jobs, args):
     return state, ran, redone
 
 
+def prepare_world(world):
+    """The toy world, written once (about 3 minutes) unless it is there; returns data_hours(world)."""
+    if not os.path.exists(os.path.join(world, "world.json")):
+        print(f"no toy world at {world}: writing it (python -m toy.world --out {world})")
+        command = [sys.executable, "-m", "toy.world", "--out", os.path.abspath(world)]
+        if subprocess.run(command, cwd=ROOT).returncode:
+            fail(f"python -m toy.world could not write {world}")
+    try:
+        return data_hours(world)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+
+
 def main(args):
     began = time.time()
     check_out_folder(args.out)                                          # before the world is written, not after
     check_out_folder(args.report, flag="--report")
-    if not os.path.exists(os.path.join(args.world, "world.json")):     # the world, made once (about 3.5 minutes)
-        print(f"no toy world at {args.world}: writing it (python -m toy.world --out {args.world})")
-        command = [sys.executable, "-m", "toy.world", "--out", os.path.abspath(args.world)]
-        if subprocess.run(command, cwd=ROOT).returncode:
-            fail(f"python -m toy.world could not write {args.world}")
-    try:
-        hours, k_frac = data_hours(args.world)
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    hours, k_frac = prepare_world(args.world)
+    if not args.pretrain:
+        missing = [c for c in PRETRAIN_ORDER if not os.path.exists(pretrained_model(args, c))]
+        if missing:
+            fail(f"--assets {args.assets}: no {', '.join(c + '.pt' for c in missing)}; make them with `python -m "
+                 f"toy.assets --conditions {','.join(missing)}`, or pretrain inside the study with --pretrain")
     jobs = study(args, hours, k_frac)
     os.makedirs(args.out, exist_ok=True)
     world_record, timing_path = os.path.join(args.out, "world.json"), os.path.join(args.out, "timing.json")
