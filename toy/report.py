@@ -113,8 +113,10 @@ class Study:
         self.labels["scratch"] = "scratch"
         self.steps = self.pretrained["S"]["steps"]                          # every condition's, but Scenter's
         self.verdicts = {}                                                  # result -> verdict, for the summary
-        self.inits = list(dict.fromkeys(j.info["cond"] for j in jobs if j.info.get("kind") == "finetune" and
-                                        j.info["task"] == "ssv2"))          # Result 1's conditions, in order
+        runs = [j.info for j in jobs if j.info.get("kind") == "finetune"]
+        cells = {(r["cond"], r["task"], r["shots"]) for r in runs}
+        self.inits = [c for c in dict.fromkeys(r["cond"] for r in runs)  # Result 1's conditions, in order: those
+                      if all((c, t, k) in cells for t in ("ssv2", "kinetics") for k in args.shots)]   # on every cell
         self.seeds = args.seeds
 
     def score(self, cond, task, shots, metric="top1"):
