@@ -151,7 +151,7 @@ def test_the_whole_study_runs_at_a_tiny_size_and_its_report_holds_the_runs_numbe
     row = next(line for line in text.splitlines() if line.startswith("| S |"))
     assert re.search(rf"\| {100 * run['last']['top1']:.1f} ± 0\.0 / {100 * run['last']['top5']:.1f} ± 0\.0 \|", row)
     state = json.loads((out / "jobs.json").read_text())
-    assert len(state) == 30 and all(s["status"] == "done" for s in state.values())
+    assert len(state) == 31 and all(s["status"] == "done" for s in state.values())
     # a second invocation finds every job done and only rewrites the report
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and json.loads((out / "jobs.json").read_text()) == state
