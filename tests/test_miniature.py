@@ -12,10 +12,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOURS = {"S": 4.4, "SAY": 6.7, "K": 1.4, "Kmatched": 0.44, "SImg": 4.4, "S10": 0.44, "S1": 0.044, "S0.1": 0.0044}
 
 
-def by_name_of(jobs):
-    return {j.name: j for j in jobs}
-
-
 def test_the_study_has_every_condition_and_each_job_comes_after_what_it_needs():
     args = miniature.parse_args(["--seeds", "3", "--out", "o", "--world", "w"])
     jobs = miniature.study(args, HOURS, 0.3125)
@@ -33,7 +29,8 @@ def test_the_study_has_every_condition_and_each_job_comes_after_what_it_needs():
                            for f in finetunes) == 3                        # 3 seeds each
     # Result 3 on the paper's 50-shot line; S-10% also on the Kinetics-like 10 shots, for the length-matched pair
     assert {("S0.1", "ssv2", 50), ("S1", "ssv2", 50), ("S10", "ssv2", 50), ("S10", "kinetics", 10)} <= result1
-    scaling = by_name_of(jobs)["scaling"]
+    by_name = {j.name: j for j in jobs}
+    scaling = by_name["scaling"]
     assert all(f"ft_{c}_ssv2_50_s*" in " ".join(scaling.command) for c in ("S0.1", "S1", "S10", "S"))
     assert all(f"ft_{c}_ssv2_50_s{k}" in scaling.deps for c in ("S0.1", "S1", "S10", "S") for k in range(3))
     assert sum(f["task"] == "imagenet" for f in finetunes) == 6          # S-Vid and S-Img, 3 seeds
@@ -41,7 +38,6 @@ def test_the_study_has_every_condition_and_each_job_comes_after_what_it_needs():
     assert not [j for j in jobs if j.info.get("kind") == "pretrain"]
     inits = {j.command[j.command.index("--init") + 1] for j in jobs if "--init" in j.command}
     assert inits == {"scratch"} | {os.path.join("assets", "toy", f"{c}.pt") for c in HOURS}
-    by_name = by_name_of(jobs)
     assert os.path.join("assets", "toy", "Scenter.pt") in by_name["interpolate"].command      # Result 4
     assert os.path.join("assets", "toy", "S.pt") in by_name["tsne"].command                   # Result 2's 0-shot
 

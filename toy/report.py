@@ -177,7 +177,7 @@ def result1(st, cells):
                      f"{max(score('scratch', 'kinetics', k)[0] for k in args.shots):.1f}% top-1 (chance "
                      f"{st.chance('kinetics'):.1f}%) with the same finetuning budget: a single frame tells these "
                      "classes apart, and the whole model is finetuned.")
-    k0 = min(args.shots)                                                # S-10% is finetuned at these shots
+    k0 = args.matched_shots
     s10, kmatched = score("S10", "kinetics", k0), score("Kmatched", "kinetics", k0)
     if s10 and kmatched:
         d, se, _ = gap(s10, kmatched)
