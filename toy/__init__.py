@@ -4,8 +4,8 @@ The toy world and the paper in miniature: everything here runs on a laptop CPU, 
     python -m toy.world --out toyworld       # world.py: the toy child's headcam video and the toy benchmarks, on disk
     python -m toy.miniature                  # miniature.py: all five results of the paper on it; report.py writes it up
 
-shapes.py is the drawing kit, images.py the object images and their OOD versions. The two facts below are shared by
-the world and by every chapter's `--setting toy` bundle.
+shapes.py is the drawing kit, kinetics.py the Kinetics-like set, images.py the object images and their OOD
+versions. The two facts below are shared by the world and by every chapter's `--setting toy` bundle.
 """
 
 WORLD = "toyworld"          # where the toy world is written, and where --setting toy looks for it

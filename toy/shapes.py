@@ -17,6 +17,7 @@ import torch
 # the ImageNet-like set (toy/images.py) and the things child S sees.
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "diamond", "star", "halfdisk",
           "heart", "crescent", "arrow", "ell", "tee", "hourglass", "bar", "frame")
+MOVERS = range(8)           # the shapes of the action and Kinetics-like sets
 COLOURS = torch.tensor([[0.90, 0.15, 0.15], [0.15, 0.70, 0.20], [0.20, 0.35, 0.95], [0.95, 0.85, 0.10],
                         [0.85, 0.35, 0.90], [0.10, 0.80, 0.85], [0.95, 0.55, 0.10], [0.55, 0.35, 0.20]])
 # The first four are what moving things wear; all sixteen are the typical surfaces of the object classes.

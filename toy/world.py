@@ -8,14 +8,14 @@ loaders read unchanged, in which the paper's questions are real ones:
                                    dark or blurry stretches (the paper's conjecture about A and Y)
   DIR/ssv2/                        an SSV2-like action set: 14 classes defined by motion alone, in 7 mirror pairs
                                    that are exact time reversals (one frame cannot tell a pair apart)
-  DIR/kinetics/<split>/<class>/    a Kinetics-like set: classes a single frame can tell (scene and objects)
+  DIR/kinetics/<split>/<class>/    a Kinetics-like set: a scene (which one frame shows) and what the objects do
   DIR/imagenet/, DIR/ood/          part 2 (toy/images.py): 16 object classes, each a shape with a typical texture, in
                                    the ImageNet layout, and OOD versions in model-vs-human's layout
   DIR/*_contact_sheet.png          the world at a glance
 Everything is drawn with vectorised torch from one seed: the same seed writes byte-identical files.
 
-The chapter: the action set -> the Kinetics-like set -> the headcam streams -> writing them (the drawing kit,
-shapes, textures and objects, is toy/shapes.py).
+The chapter: the action set -> the headcam streams -> writing them. The Kinetics-like set is toy/kinetics.py, the
+drawing kit (shapes, textures and objects) toy/shapes.py.
 """
 
 import argparse
@@ -33,15 +33,15 @@ from tqdm import tqdm
 
 from toy import FRAME
 from toy.images import image_jobs
-from toy.shapes import COLOURS, SHAPES, appearance, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
+from toy.kinetics import KINETICS_CLASSES, kinetics_clips
+from toy.shapes import COLOURS, MOVERS, appearance, backgrounds, chunk_seed, draw_objects, to_uint8, uniform
 from training import ArgumentParser, check_out_folder, nonnegative_int, positive_float, positive_int
 from video import find_videos, read_frames, write_image, write_video
 
 FPS = 3.75                  # files are written at the clip rate directly (loaders read the rate from the file)
 T = 16                      # frames per action clip
-VERSION = 2                 # bumped when the same seed draws a different world (2: the slower headcam camera)
+VERSION = 3                 # bumped when the same seed draws a different world (3: Kinetics-like pairs told by motion)
 CHUNK = 64                  # clips drawn at once: bounds memory (the shapes' distance fields are per pixel)
-MOVERS = range(8)           # the shapes of the action and Kinetics-like sets (child S sees all of SHAPES)
 
 # -----------------------------------------------------------------------------
 # the SSV2-like action set: classes defined by motion alone
@@ -144,67 +144,6 @@ def action_clips(n, g, H=FRAME, W=FRAME):
 
 def action_classes():
     return sorted(name for pair in ACTION_PAIRS for name in pair)       # class index = sorted name, as SSV2's
-
-# -----------------------------------------------------------------------------
-# the Kinetics-like set: classes a single frame can tell
-
-
-# (scene, object shape): each scene and each shape appears in two classes, so a frame tells the class only by
-# the combination; the objects drift at random, with the same motion statistics in every class.
-KINETICS_CLASSES = {
-    "playing ball at the beach": ("beach", "disk"), "sunbathing under an umbrella": ("beach", "halfdisk"),
-    "playing ball on the lawn": ("lawn", "disk"), "picking flowers": ("lawn", "star"),
-    "stacking blocks": ("kitchen", "square"), "making donuts": ("kitchen", "ring"),
-    "stargazing": ("night", "star"), "watching the moon": ("night", "halfdisk"),
-}
-SCENES = ("beach", "lawn", "kitchen", "night")
-
-
-def scene_backgrounds(scene: torch.Tensor, H, W, g):
-    """(n, H, W, 3) backgrounds of the given scene indices, with random tints and horizons."""
-    n = len(scene)
-    rows = torch.arange(H, dtype=torch.float32).view(1, H, 1, 1)
-    cols = torch.arange(W, dtype=torch.float32).view(1, 1, W, 1)
-    horizon = uniform(g, n, 0.35 * H, 0.6 * H).view(n, 1, 1, 1)
-    tint = 0.08 * (torch.rand(n, 1, 1, 3, generator=g) - 0.5)
-    below = rows > horizon
-    sky = torch.tensor([0.55, 0.75, 0.95]) - 0.002 * rows
-    beach = torch.where(below, torch.tensor([0.90, 0.80, 0.50]), sky)
-    lawn = torch.where(below, torch.tensor([0.25, 0.60, 0.25]) + 0.05 * torch.sin(cols * 2.1 + rows), sky)
-    tile = ((rows // 8 + cols // 8) % 2).float()
-    kitchen = torch.tensor([0.85, 0.85, 0.80]) - 0.15 * tile - 0.3 * ((rows % 8 == 0) | (cols % 8 == 0)).float()
-    stars = (torch.rand(n, H, W, 1, generator=g) > 0.985).float()
-    night = torch.tensor([0.05, 0.07, 0.20]) + 0.8 * stars
-    options = torch.stack([x.expand(n, H, W, 3) for x in (beach, lawn, kitchen, night)])   # (4, n, H, W, 3)
-    return (options[scene, torch.arange(n)] + tint).clamp(0, 1)
-
-
-def reflect(p, low, high):
-    """Positions p folded into [low, high], as if bouncing off both ends."""
-    period = 2 * (high - low)
-    q = (p - low) % period
-    return low + torch.minimum(q, period - q)
-
-
-def kinetics_clips(n, g, frames=20, H=FRAME, W=FRAME):
-    """n labelled clips (n, frames, H, W, 3) and (n,) indices into sorted(KINETICS_CLASSES)."""
-    classes = sorted(KINETICS_CLASSES)
-    labels = torch.randperm(n, generator=g) % len(classes)
-    scene = torch.tensor([SCENES.index(KINETICS_CLASSES[classes[y]][0]) for y in labels])
-    shape = torch.tensor([SHAPES.index(KINETICS_CLASSES[classes[y]][1]) for y in labels])
-    canvas = scene_backgrounds(scene, H, W, g)[:, None].repeat(1, frames, 1, 1, 1)
-    t = torch.arange(frames, dtype=torch.float32).view(1, frames)
-    count = torch.randint(1, 4, (n,), generator=g)                       # one to three objects
-    for k in range(3):
-        _, colour, tex = appearance(n, g)
-        x0, y0 = uniform(g, n, 12, W - 12)[:, None], uniform(g, n, 12, H - 12)[:, None]
-        vx, vy = uniform(g, n, -1.5, 1.5)[:, None], uniform(g, n, -1.5, 1.5)[:, None]
-        x, y = reflect(x0 + vx * t, 8, W - 8), reflect(y0 + vy * t, 8, H - 8)      # drift, bouncing off the edges
-        size = uniform(g, n, 8, 12)[:, None].expand(n, frames)
-        angle = uniform(g, n, 0, 6.3)[:, None] + uniform(g, n, -0.3, 0.3)[:, None] * t
-        present = (k < count).float()[:, None].expand(n, frames)
-        draw_objects(canvas, x, y, size, angle, shape, colour, tex, alpha=present)
-    return canvas, labels
 
 # -----------------------------------------------------------------------------
 # headcam streams: a child's view of a room
