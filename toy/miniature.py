@@ -94,8 +94,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", default="10=40,50=3", help="finetuning epochs per shots, SHOTS=EPOCHS pairs")
     p.add_argument("--imagenet_epochs", type=positive_float, default=20,
                    help="finetuning epochs on the toy ImageNet's 2%%")
-    # the paper's scaling figure is on the 50-shot tasks; the toy line is on the SSV2-like one, where the toy MAE's
-    # pretraining helps at all (on the Kinetics-like set it does not, Result 1), so the line measures the data
+    # the paper's scaling figure is on the 50-shot tasks; the toy line is on the SSV2-like one, whose classes only
+    # motion tells apart (--scaling_task kinetics draws the other)
     p.add_argument("--scaling_task", default="ssv2", choices=("kinetics", "ssv2"), help="the task of the scaling line")
     p.add_argument("--scaling_shots", type=positive_int, default=50, help="the shots of the scaling line")
     p.add_argument("--clips", type=positive_int, default=256, help="clips of A and Y for the interpolation PSNR")

@@ -173,22 +173,22 @@ def result1(st, cells):
                      "where the objects go, and the reconstructions (Result 4) show how much of the moving objects "
                      f"{st.steps} steps of pretraining have learned to predict.")
     if not all(gaps[(t, k)][2] for t, k in cells if t == "kinetics"):
-        lines.append(f"On the Kinetics-like set, whose classes a single frame tells apart, scratch reaches "
-                     f"{max(score('scratch', 'kinetics', k)[0] for k in args.shots):.1f}% top-1 (chance "
-                     f"{st.chance('kinetics'):.1f}%) with the same finetuning budget: a single frame tells these "
-                     "classes apart, and the whole model is finetuned.")
+        lines.append(f"On the Kinetics-like set, where one frame shows the scene and the objects' motion tells the "
+                     f"rest, scratch reaches {max(score('scratch', 'kinetics', k)[0] for k in args.shots):.1f}% top-1 "
+                     f"(chance {st.chance('kinetics'):.1f}%) with the same finetuning budget: the scene alone is "
+                     "half of each class, and the whole model is finetuned.")
     k0 = args.matched_shots
     s10, kmatched = score("S10", "kinetics", k0), score("Kmatched", "kinetics", k0)
     if s10 and kmatched:
         d, se, _ = gap(s10, kmatched)
         same = abs(d) <= max(1.0, 2 * se)
-        found = "no clear difference" if same else "a clear difference"
+        found = ("no clear difference", "which is all the paper's \"≈\" claims") if same else \
+            ("a clear difference", "where the paper finds the two comparable")
         st.verdicts["1"] = [st.verdicts["1"][0] and same, st.verdicts["1"][1] or same]
         lines.append(f"\n*S ≈ length-matched Kinetics.* {verdict(same, seeds=st.seeds)} On "
                      f"{TASK_NAMES['kinetics']} {k0}-shot at {st.hours['S10']:.2g} hours each: S-10% "
-                     f"{fmt(s10)}, Kinetics-like {fmt(kmatched)}: {found} ({d:+.1f} ± {se:.1f}), which is all the "
-                     "paper's \"≈\" claims. All of S "
-                     f"({st.hours['S']:.2g} h) minus all of the Kinetics-like set ({st.hours['K']:.2g} h): " +
+                     f"{fmt(s10)}, Kinetics-like {fmt(kmatched)}: {found[0]} ({d:+.1f} ± {se:.1f}), {found[1]}. "
+                     f"All of S ({st.hours['S']:.2g} h) minus all of the Kinetics-like set ({st.hours['K']:.2g} h): " +
                      "; ".join(f"{TASK_NAMES[t]} {k}-shot {gap(score('S', t, k), score('K', t, k))[0]:+.1f}"
                                for t, k in cells) + ".")
     img = {t: [gap(score("S", t, k), score("SImg", t, k)) for k in args.shots] for t in ("ssv2", "kinetics")}
@@ -199,6 +199,12 @@ def result1(st, cells):
                  f"{verdict(ok, partly, st.seeds)} S minus S-Img, top-1, mean over shots: SSV2-like "
                  f"{motion:+.1f}, Kinetics-like {appearance:+.1f}; per shots on the SSV2-like set: " +
                  "; ".join(f"{k}-shot {g[0]:+.1f} ± {g[1]:.1f}" for k, g in zip(args.shots, img["ssv2"])) + ".")
+    if not ok and appearance >= motion - 1:
+        behind = np.mean([gap(score("SImg", "kinetics", k), score("scratch", "kinetics", k))[0] for k in args.shots])
+        lines.append("The toy Kinetics-like set is not appearance alone: within each scene its two classes differ "
+                     "only by what the objects do, which a frame-wise model sees only through where they are in each "
+                     f"frame, so the image model falls behind there too (S-Img minus scratch, mean over shots: "
+                     f"{behind:+.1f}).")
     if not ok and ssv2_best < 2 * st.chance("ssv2"):
         lines.append(f"A frame-wise model is capped at 50% within each mirror pair of the SSV2-like set (left/right, "
                      f"up/down, ...); the video model can show its advantage only above that cap, and no model here "
