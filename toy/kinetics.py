@@ -56,41 +56,44 @@ def reflect(p, low, high):
 
 
 def object_paths(motion, n, frames, g, H, W):
-    """Centres and angles (n, frames) of one object per clip doing `motion` (indices into MOTIONS), and its radius."""
-    r = uniform(g, n, 8, 12)[:, None]
+    """Centre x, y and angle (n, frames) of one object per clip doing `motion` (n,) (indices into MOTIONS), and its
+    radius (n, 1). Every clip draws the parameters of all four motions (the same random draws whatever the class)."""
+    r = uniform(g, n, 8, 12)[:, None]                                   # (n, 1)
     t = torch.arange(frames, dtype=torch.float32).view(1, frames)
     x0, y0 = uniform(g, n, 12, W - 12)[:, None], uniform(g, n, 12, H - 12)[:, None]
     spin = uniform(g, n, 0, 6.3)[:, None]
+    ground = H - 4 - r                                                  # centre height of an object on the ground
     # still: it lies where it is
-    x, y, angle = x0.expand(n, frames), y0.expand(n, frames), spin.expand(n, frames)
+    still = (x0.expand(n, frames), y0.expand(n, frames), spin.expand(n, frames))
     # drift: a slow straight float at 0.8-1.5 px a frame, bouncing off the edges, turning slowly
     heading, speed = uniform(g, n, 0, 2 * math.pi)[:, None], uniform(g, n, 0.8, 1.5)[:, None]
-    drift = (reflect(x0 + speed * torch.cos(heading) * t, 8, W - 8), reflect(y0 + speed * torch.sin(heading) * t, 8,
-             H - 8), spin + uniform(g, n, -0.1, 0.1)[:, None] * t)
-    # fall: let go (or tossed up) somewhere high, it falls under gravity and bounces, losing energy, as in the room
-    ground = H - 4 - r
-    fy, fvy, fx = uniform(g, n, 8, H / 2)[:, None], uniform(g, n, -4, 1)[:, None], uniform(g, n, -0.8, 0.8)[:, None]
-    # roll: pushed along the ground, it rolls (turning by arc length over radius) and slows to a stop
-    rvx = uniform(g, n, 2.5, 4.5)[:, None] * torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0)
-    fall_y, roll_x = [], []
-    y_, vy_, x_, vx_ = fy.clone(), fvy.clone(), x0.clone(), rvx.clone()
+    drift_x = reflect(x0 + speed * torch.cos(heading) * t, 8, W - 8)
+    drift_y = reflect(y0 + speed * torch.sin(heading) * t, 8, H - 8)
+    drift = (drift_x, drift_y, spin + uniform(g, n, -0.1, 0.1)[:, None] * t)
+    # fall: let go (or tossed up) somewhere high, it falls and bounces, losing energy, as things do in the room;
+    # roll: pushed along the ground, it slows to a stop. Both are stepped frame by frame.
+    fall_y = uniform(g, n, 8, H / 2)[:, None]
+    fall_vy = uniform(g, n, -4, 1)[:, None]
+    fall_vx = uniform(g, n, -0.8, 0.8)[:, None]
+    roll_x = x0.clone()
+    roll_vx = uniform(g, n, 2.5, 4.5)[:, None] * torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0)
+    fall_ys, roll_xs = [], []
     for _ in range(frames):
-        fall_y.append(y_.clone())
-        roll_x.append(x_.clone())
-        vy_ = vy_ + 0.9
-        y_ = y_ + vy_
-        landed = y_ >= ground
-        y_ = torch.where(landed, ground, y_)
-        vy_ = torch.where(landed, -0.6 * vy_, vy_)
-        x_ = x_ + vx_
-        vx_ = 0.88 * vx_
-    fall = (reflect(x0 + fx * t, 8, W - 8), torch.cat(fall_y, 1), spin + 0.05 * fx * t)
-    rolled = reflect(torch.cat(roll_x, 1), r, W - r)
-    roll = (rolled, ground.expand(n, frames), spin + (rolled - x0) / r)
-    for m, (mx, my, ma) in ((1, drift), (2, fall), (3, roll)):
-        pick = (motion == m)[:, None]
-        x, y, angle = torch.where(pick, mx, x), torch.where(pick, my, y), torch.where(pick, ma, angle)
-    return x, y, angle, r
+        fall_ys.append(fall_y)
+        roll_xs.append(roll_x)
+        fall_vy = fall_vy + 0.9                                          # gravity, px per frame per frame
+        fall_y = fall_y + fall_vy
+        landed = fall_y >= ground
+        fall_y = torch.where(landed, ground, fall_y)
+        fall_vy = torch.where(landed, -0.6 * fall_vy, fall_vy)           # a bounce keeps 60% of the speed
+        roll_x = roll_x + roll_vx
+        roll_vx = 0.88 * roll_vx                                         # friction
+    fall = (reflect(x0 + fall_vx * t, 8, W - 8), torch.cat(fall_ys, 1), spin + 0.05 * fall_vx * t)
+    rolled = reflect(torch.cat(roll_xs, 1), r, W - r)
+    roll = (rolled, ground.expand(n, frames), spin + (rolled - x0) / r)  # turning by arc length over radius
+    paths = dict(still=still, drift=drift, fall=fall, roll=roll)
+    x, y, angle = (torch.stack([paths[m][i] for m in MOTIONS])[motion, torch.arange(n)] for i in range(3))
+    return x, y, angle, r                                               # (n, frames) each, and (n, 1)
 
 
 def kinetics_clips(n, g, frames=20, H=FRAME, W=FRAME):
