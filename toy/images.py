@@ -258,8 +258,9 @@ def write_ood_chunk(job):
 
 
 def image_jobs(out, seed, n, chunk=256):
-    """The jobs that write part 2, for toy.world.generate's worker pool; n(count) scales a count."""
-    sizes = {"imagenet": {"train": n(300) * len(CLASSES), "val": n(50) * len(CLASSES)}, "ood": n(10) * len(CLASSES)}
+    """The jobs that write part 2, for toy.world.generate's worker pool; n(count) scales a count. ImageNet's own
+    counts a class: 1,300 training images (so that its 2% is the paper's 26 a class) and 50 validation images."""
+    sizes = {"imagenet": {"train": n(1300) * len(CLASSES), "val": n(50) * len(CLASSES)}, "ood": n(10) * len(CLASSES)}
     jobs = [(write_imagenet_chunk, (out, split, first, min(chunk, total - first),
                                     chunk_seed(seed, "imagenet", split, first)))
             for split, total in sizes["imagenet"].items() for first in range(0, total, chunk)]
