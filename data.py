@@ -14,6 +14,7 @@ few-shot splits ship in assets/ and are selected by name ('10shot', '50shot').
 """
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -296,17 +297,19 @@ class ClipDataset(Dataset):
     centre clip, or `views` clips spread evenly over the video (multi-view evaluation). num_frames=1 gives single
     frames, for the image-MAE baseline. cache=True keeps each file's frames in memory once decoded (few-shot sets,
     the toy world: small data that would otherwise be decoded again every epoch); clips are then cut from the whole
-    file's frames, in either repeat mode."""
+    file's frames, in either repeat mode. cache_dir (which implies cache) also keeps them on disk, one .npy a file,
+    so that runs reading the same files (other seeds, other models on one few-shot set) decode each only once."""
 
     def __init__(self, items: Items, train=True, repeats=1, repeat_mode="crops", num_frames=CLIP_FRAMES,
-                 fps=SAMPLE_FPS, size=CANVAS, span_seconds=60.0, views=1, cache=False):
+                 fps=SAMPLE_FPS, size=CANVAS, span_seconds=60.0, views=1, cache=False, cache_dir=None):
         if repeat_mode not in ("crops", "windows"):
             raise ValueError(f"unknown repeat mode {repeat_mode!r}; choose 'crops' or 'windows'")
         self.items, self.train, self.repeat_mode = items, train, repeat_mode
         self.repeats = repeats if train else views                       # evaluation: one view per clip position
         self.num_frames, self.fps, self.size, self.span_seconds = num_frames, fps, size, span_seconds
         self.skipped = set()                                             # unreadable files seen by this process
-        self.cache = {} if cache else None                               # path -> (n, S, S, 3), per process
+        self.cache = {} if cache or cache_dir else None                  # path -> (n, S, S, 3), per process
+        self.cache_dir = cache_dir
 
     def __len__(self):
         return len(self.items)
@@ -315,12 +318,28 @@ class ClipDataset(Dataset):
         """Every frame of the file at fps from its start, (n, S, S, 3), at least num_frames (the last repeats)."""
         frames = self.cache.get(path) if self.cache is not None else None
         if frames is None:
-            frames = read_frames(path, lambda duration, source_fps: clip_times(
-                duration, source_fps, max(self.num_frames, math.floor(duration * self.fps) + 1), self.fps, 0.0),
-                self.size)
+            copy = self.disk_copy(path) if self.cache_dir else None
+            if copy and os.path.exists(copy):
+                frames = np.load(copy)
+            else:
+                frames = read_frames(path, lambda duration, source_fps: clip_times(
+                    duration, source_fps, max(self.num_frames, math.floor(duration * self.fps) + 1), self.fps, 0.0),
+                    self.size)
+                if copy:
+                    os.makedirs(self.cache_dir, exist_ok=True)
+                    with open(f"{copy}.{os.getpid()}.tmp", "wb") as f:
+                        np.save(f, frames)
+                    os.replace(f"{copy}.{os.getpid()}.tmp", copy)     # atomic: a run beside this one never reads half
             if self.cache is not None:
                 self.cache[path] = frames
         return frames
+
+    def disk_copy(self, path) -> str:
+        """Where cache_dir keeps a file's decoded frames: named by the file (its path, size and time, so a file written
+        again is decoded again) and by how it was decoded (canvas, frame rate, fewest frames)."""
+        stat = os.stat(path)
+        key = repr((os.path.abspath(path), stat.st_size, stat.st_mtime_ns, self.size, self.fps, self.num_frames))
+        return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".npy")
 
     def load(self, path, rng) -> np.ndarray:
         """(R, T, S, S, 3) uint8."""

@@ -79,6 +79,8 @@ def parse_args(argv=None):
                    help="clips per validation video, spread evenly (softmax averaged)")
     p.add_argument("--eval_crop", type=fraction, default=0.875, help="validation: the centre fraction of the canvas")
     p.add_argument("--cache", action="store_true", help="keep decoded clips in memory (small few-shot sets)")
+    p.add_argument("--cache_dir", default=None, help="also keep them on disk here (implies --cache), one file a "
+                   "video, for later runs on the same videos (other seeds, other models)")
     p.add_argument("--workers", type=nonnegative_int, default=8)
     # model
     p.add_argument("--init", default="scratch", help="a checkpoint (our MAE or classifier, an image MAE, or the "
@@ -121,6 +123,7 @@ def parse_args(argv=None):
                    "holds a run is refused unless --resume is given)")
     args = parse_with_settings(p, SETTINGS, argv)
     require_order(p, "crop_scale", args.crop_scale)
+    args.cache = args.cache or args.cache_dir is not None
     if args.data_root is None and args.world:
         args.data_root = os.path.join(args.world, args.task)
     if args.patch is not None and args.init != "scratch":
@@ -211,7 +214,7 @@ def clip_source(items, args, train, frames):
     if args.task == "imagenet":                                       # an image, repeated into a static clip
         return ImageClipDataset(items, num_frames=frames, size=args.canvas)
     return ClipDataset(items, train=train, num_frames=frames, size=args.canvas, views=1 if train else args.views,
-                       cache=args.cache)
+                       cache=args.cache, cache_dir=args.cache_dir)
 
 
 def eval_source(items, args, procs, cfg):

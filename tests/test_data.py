@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import shutil
 import warnings
 
 import numpy as np
@@ -136,6 +138,24 @@ def test_a_cached_dataset_decodes_each_file_once_and_keeps_the_repeat_mode(root,
     windows.cache = crops.cache                                         # the same decoded frames
     firsts = [read_indices(c.numpy())[0] for c in windows[(0, 2)][0]]
     assert len(set(firsts)) > 1                                         # R windows, not R copies of one
+
+
+def test_a_disk_cache_is_shared_by_runs_and_holds_what_decoding_gives(root, tmp_path, monkeypatch):
+    path, cache_dir = str(tmp_path / "A_1.mp4"), str(tmp_path / "decoded")
+    shutil.copy(root / "saycam" / "A" / "A_1.mp4", path)
+    decoded = ClipDataset(None, train=False, size=48, cache=True).whole(path)
+    first_run = ClipDataset(None, train=False, size=48, cache_dir=cache_dir).whole(path)
+    assert np.array_equal(first_run, decoded) and len(decoded) == 31                 # 8 s at 3.75 fps, from 0 s
+    other_canvas = ClipDataset(None, train=False, size=32, cache_dir=cache_dir).whole(path)
+    assert other_canvas.shape == (31, 32, 32, 3)
+    assert sorted(f[-4:] for f in os.listdir(cache_dir)) == [".npy", ".npy"]          # no half-written file left
+    monkeypatch.setattr(data, "read_frames", lambda *a, **k: pytest.fail("a second run decoded the file again"))
+    second_run = ClipDataset(None, train=False, size=48, cache_dir=cache_dir)
+    assert np.array_equal(second_run.whole(path), decoded) and path in second_run.cache
+    monkeypatch.undo()
+    os.utime(path, ns=(0, 0))                                           # the file written again: decoded again
+    ClipDataset(None, train=False, size=48, cache_dir=cache_dir).whole(path)
+    assert len(os.listdir(cache_dir)) == 3
 
 
 def test_image_folders_become_static_clips(root):

@@ -149,11 +149,14 @@ def test_two_gloo_processes_with_accumulation_make_the_update_of_one_process(toy
     assert [r["grad_norm"] for r in logs[0]] == [r["grad_norm"] for r in logs[1]]
 
 
-def test_a_resumed_run_ends_with_the_same_weights_and_writes_the_documented_results(toy_world, tmp_path):
+def test_a_resumed_run_from_decoded_copies_ends_with_the_same_weights_and_documented_results(toy_world, tmp_path):
     flags = ["--task", "kinetics", "--shots", "4", "--select_shots", "2", "--seed", "1"]
     straight = run(toy_world[0], tmp_path / "straight", *flags, "--epochs", "6")
-    run(toy_world[0], tmp_path / "resumed", *flags, "--epochs", "3")    # stops after 3 epochs, checkpoint written
-    resumed = run(toy_world[0], tmp_path / "resumed", *flags, "--epochs", "6", "--resume", "auto")
+    # the resumed run keeps its decoded videos on disk: its second half reads them from there, not from the files
+    cached = ["--cache_dir", str(tmp_path / "decoded")]
+    run(toy_world[0], tmp_path / "resumed", *flags, *cached, "--epochs", "3")    # stops after 3 epochs
+    assert len(os.listdir(tmp_path / "decoded")) > 0
+    resumed = run(toy_world[0], tmp_path / "resumed", *flags, *cached, "--epochs", "6", "--resume", "auto")
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
     assert a["step"] == b["step"] == straight["steps"] == resumed["steps"]
