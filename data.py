@@ -310,6 +310,8 @@ class ClipDataset(Dataset):
         self.skipped = set()                                             # unreadable files seen by this process
         self.cache = {} if cache or cache_dir else None                  # path -> (n, S, S, 3), per process
         self.cache_dir = cache_dir
+        if cache_dir:
+            os.makedirs(cache_dir, exist_ok=True)
 
     def __len__(self):
         return len(self.items)
@@ -320,16 +322,19 @@ class ClipDataset(Dataset):
         if frames is None:
             copy = self.disk_copy(path) if self.cache_dir else None
             if copy and os.path.exists(copy):
-                frames = np.load(copy)
-            else:
+                try:
+                    frames = np.load(copy)
+                except (OSError, ValueError):                           # not a frames file: decode and write anew
+                    frames = None
+            if frames is None:
                 frames = read_frames(path, lambda duration, source_fps: clip_times(
                     duration, source_fps, max(self.num_frames, math.floor(duration * self.fps) + 1), self.fps, 0.0),
                     self.size)
                 if copy:
-                    os.makedirs(self.cache_dir, exist_ok=True)
-                    with open(f"{copy}.{os.getpid()}.tmp", "wb") as f:
+                    partial = f"{copy}.{os.getpid()}.tmp"
+                    with open(partial, "wb") as f:
                         np.save(f, frames)
-                    os.replace(f"{copy}.{os.getpid()}.tmp", copy)     # atomic: a run beside this one never reads half
+                    os.replace(partial, copy)                 # atomic: a run beside this one never reads half
             if self.cache is not None:
                 self.cache[path] = frames
         return frames

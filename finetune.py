@@ -124,6 +124,11 @@ def parse_args(argv=None):
     args = parse_with_settings(p, SETTINGS, argv)
     require_order(p, "crop_scale", args.crop_scale)
     args.cache = args.cache or args.cache_dir is not None
+    if args.cache_dir is not None:
+        try:
+            os.makedirs(args.cache_dir, exist_ok=True)
+        except OSError as e:
+            p.error(f"--cache_dir {args.cache_dir}: cannot make the folder ({e.strerror})")
     if args.data_root is None and args.world:
         args.data_root = os.path.join(args.world, args.task)
     if args.patch is not None and args.init != "scratch":

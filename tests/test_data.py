@@ -154,8 +154,13 @@ def test_a_disk_cache_is_shared_by_runs_and_holds_what_decoding_gives(root, tmp_
     assert np.array_equal(second_run.whole(path), decoded) and path in second_run.cache
     monkeypatch.undo()
     os.utime(path, ns=(0, 0))                                           # the file written again: decoded again
-    ClipDataset(None, train=False, size=48, cache_dir=cache_dir).whole(path)
+    rewritten = ClipDataset(None, train=False, size=48, cache_dir=cache_dir)
+    rewritten.whole(path)
     assert len(os.listdir(cache_dir)) == 3
+    with open(rewritten.disk_copy(path), "wb") as f:                    # a damaged copy: decoded and written anew
+        f.write(b"not frames")
+    assert np.array_equal(ClipDataset(None, train=False, size=48, cache_dir=cache_dir).whole(path), decoded)
+    assert np.array_equal(np.load(rewritten.disk_copy(path)), decoded)
 
 
 def test_image_folders_become_static_clips(root):

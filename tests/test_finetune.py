@@ -108,7 +108,8 @@ def test_bad_input_stops_with_one_line_naming_it(toy_world, tmp_path, capsys):
                          (["--subset", "Not a class"], "Not a class"),
                          (["--shots", "500"], "500"),
                          (["--init", str(tmp_path / "any.pt"), "--patch", "8"], "--patch"),
-                         (["--init", "scratch", "--patch", "7"], "--patch")):
+                         (["--init", "scratch", "--patch", "7"], "--patch"),
+                         (["--cache_dir", str(tmp_path / "notes.pt")], "--cache_dir")):    # a file, not a folder
         with pytest.raises(SystemExit):
             run(toy_world[0], tmp_path / "run", "--task", "ssv2", *flags)
         assert words in capsys.readouterr().err
