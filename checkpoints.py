@@ -200,30 +200,34 @@ def load_checkpoint(checkpoint, device="cpu") -> dict:
     return state
 
 
-def read_checkpoint(checkpoint) -> tuple:
+def read_checkpoint(checkpoint, source=None) -> tuple:
     """Any checkpoint (a file, a released model's name, or a checkpoint's dict) -> (kind, cfg, state_dict with our
-    key names, the rest of its config)."""
-    source = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+    key names, the rest of its config). `source` names a dict's file in messages."""
+    source = source or ("checkpoint" if isinstance(checkpoint, dict) else str(checkpoint))
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    if "model" not in ckpt:
-        raise ValueError(f"{source}: no 'model' entry; expected {{'model': state_dict, ...}}")
-    if "config" in ckpt:                                                  # ours
-        config = dict(ckpt["config"])
-        kind = config.pop("kind")
-        fields = {k: config.pop(k) for k in list(config) if k in ViTConfig.__dataclass_fields__}
-        return kind, ViTConfig(**fields), strip_prefixes(ckpt["model"]), config
-    state_dict = convert_released(ckpt["model"])                          # the authors'
-    kind, cfg = infer_config(state_dict)
+    if not isinstance(ckpt.get("model"), dict):
+        what = "no 'model' entry" if "model" not in ckpt else f"its 'model' is a {type(ckpt['model']).__name__}"
+        raise ValueError(f"{source}: {what}; expected {{'model': state_dict, ...}}")
+    try:
+        if "config" in ckpt:                                              # ours
+            config = dict(ckpt["config"])
+            kind = config.pop("kind")
+            fields = {k: config.pop(k) for k in list(config) if k in ViTConfig.__dataclass_fields__}
+            return kind, ViTConfig(**fields), strip_prefixes(ckpt["model"]), config
+        state_dict = convert_released(ckpt["model"])                      # the authors'
+        kind, cfg = infer_config(state_dict)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:       # a dict, but not a model's
+        raise ValueError(f"{source}: {e}") from None
     return kind, cfg, state_dict, {}
 
 
-def load_model(checkpoint, kind: str = None, **overrides) -> VisionTransformer:
+def load_model(checkpoint, kind: str = None, source=None, **overrides) -> VisionTransformer:
     """Load a checkpoint (ours or released; a file, a released model's name or a dict) as an MAE or a classifier.
     Loading an MAE (or a classifier with another number of classes) as a classifier takes the encoder's weights and
     builds a fresh head of overrides['num_classes']. Overrides may set training-only fields (drop_path, dropout,
-    num_classes); every weight that is loaded must match its shape exactly."""
-    source = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
-    ckpt_kind, cfg, state_dict, _ = read_checkpoint(checkpoint)
+    num_classes); every weight that is loaded must match its shape exactly. `source` names a dict's file."""
+    source = source or ("checkpoint" if isinstance(checkpoint, dict) else str(checkpoint))
+    ckpt_kind, cfg, state_dict, _ = read_checkpoint(checkpoint, source)
     kind = kind or ckpt_kind
     if kind not in ("mae", "classifier"):
         raise ValueError(f"unknown model kind {kind!r}; expected 'mae' or 'classifier'")

@@ -27,8 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from toy import WORLD
-from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, clip_times, find_videos, read_clip, read_frames,
-                   read_image)
+from training import ignore_stop_signals
+from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, clip_times, is_video, read_clip,
+                   read_frames, read_image)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -65,18 +66,28 @@ def make_items(paths, labels, classes, source) -> Items:
 def require_dir(path, what):
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what}: no such folder {path}")
+    if not os.access(path, os.R_OK | os.X_OK):      # FileNotFoundError too: the scripts' one line
+        raise FileNotFoundError(f"{what}: the folder {path} cannot be read (no permission)")
+    return path
+
+
+def walk(root, keep=is_video) -> list:
+    """The files under root that `keep` accepts (sorted, none hidden), and unreadable folders."""
+    found = []          # a folder as path + os.sep: an item named and counted like a corrupt file
+    for top, dirs, files in os.walk(root, onerror=lambda e: found.append(e.filename + os.sep)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(top, f) for f in sorted(files) if keep(f) and f[0] != "."]
+    return found
 
 
 def headcam_items(root, children="S") -> Items:
     """SAYCam-style headcam video: one folder per child (root/S, root/A, root/Y), videos at any depth. children is
     'S', 'SAY', or 'S,A'. Files are listed in sorted order, which is chronological for SAYCam's date-stamped names."""
-    names = [c for c in children.replace(",", "") if c.strip()]
-    paths = []
+    names, paths = [c for c in children.replace(",", "") if c.strip()], []
     for child in names:
         if child not in CHILDREN:
             raise ValueError(f"unknown child {child!r} in --data {children!r}; choose from S, A, Y")
-        require_dir(os.path.join(root, child), f"headcam child {child}")
-        found = find_videos(os.path.join(root, child))
+        found = walk(require_dir(os.path.join(root, child), f"headcam child {child}"))
         if not found:
             raise FileNotFoundError(f"no video files under {os.path.join(root, child)}")
         paths += found
@@ -87,16 +98,16 @@ def folder_items(root, extensions=None) -> Items:
     """Any folder of class sub-folders: root/<class>/**/<file>. Videos by default, or files with `extensions`."""
     require_dir(root, "dataset")
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        if extensions is None:
-            found = find_videos(os.path.join(root, name))
-        else:
-            found = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(root, name)) for f in fs
-                           if f.lower().endswith(extensions) and not f.startswith("."))
-        paths += found
-        labels += [index] * len(found)
+    keep = is_video if extensions is None else (lambda f: f.lower().endswith(extensions))
+    found = [walk(os.path.join(root, name), keep) for name in classes]
+    paths, labels = [p for f in found for p in f], [i for i, f in enumerate(found) for _ in f]
     return make_items(paths, labels, classes, f"class folders under {root}")
+
+
+def empty_classes(items: Items, unreadable=()) -> list:
+    """The classes with no file, or none but those in `unreadable` (a pass's Batch.unreadable)."""
+    files = ~np.char.endswith(items.paths, os.sep) & ~np.isin(items.paths, list(unreadable))
+    return [items.classes[i] for i in np.setdiff1d(range(len(items.classes)), items.labels[files])]
 
 
 def image_items(root, split="train") -> Items:
@@ -163,7 +174,10 @@ def source_roots(data, data_root):
     """{source: root}: one root for every source, or name=root pairs (S=/data/saycam,kinetics=/data/k700)."""
     sources = [s.strip() for s in data.split(",") if s.strip()]
     if data_root and "=" in data_root:
-        roots = dict(pair.split("=", 1) for pair in data_root.split(","))
+        pairs = [pair.split("=", 1) for pair in data_root.split(",")]
+        for bad in (p for p in pairs if len(p) < 2 or not all(map(str.strip, p))):  # S=/x,kinetics
+            raise ValueError(f"--data_root: {'='.join(bad)!r} is not a name=folder pair (S=/x)")
+        roots = {name.strip(): folder.strip() for name, folder in pairs}
         missing = [s for s in sources if s not in roots and not os.path.isdir(s)]
         if missing:
             raise ValueError(f"--data_root names no folder for {', '.join(missing)} (give name=folder pairs)")
@@ -201,7 +215,7 @@ def source_items(source, root=None, seed=0) -> Items:
         return items
     folder = source if os.path.isdir(source) or not root else os.path.join(root, source)
     if os.path.isdir(folder):                                      # any folder of videos (or one under --data_root)
-        paths = find_videos(folder)
+        paths = walk(require_dir(folder, f"--data {source}"))
         return make_items(paths, [-1] * len(paths), [], f"the folder {folder}")
     raise ValueError(f"--data {source!r} is not S, A, Y, SAY, kinetics, kinetics-200h, toy or an existing folder")
 
@@ -229,19 +243,19 @@ def fraction_subset(items: Items, fraction: float, mode="prefix", seed=0) -> Ite
     raise ValueError(f"unknown fraction mode {mode!r}; choose 'prefix' or 'random'")
 
 
-def kshot_indices(labels, k, seed=0, skip=0) -> np.ndarray:
+def kshot_indices(labels, k, seed=0, skip=0, classes=None) -> np.ndarray:
     """k examples per class, seeded. Each class's examples are shuffled once by (seed, class), and we take
     positions [skip, skip + k): so the 10-shot set lies inside the 50-shot set, and skip=k gives k further
     examples (e.g. a model-selection set) disjoint from the first k."""
-    labels = np.asarray(labels)
-    chosen = []
-    for c in np.unique(labels[labels >= 0]):
+    labels, chosen = np.asarray(labels), []
+    for c in range(len(classes)) if classes is not None else np.unique(labels[labels >= 0]):
         members = np.flatnonzero(labels == c)
         if len(members) < skip + k:
+            c = c if classes is None else repr(classes[c])    # `classes`: none missed, one named
             raise ValueError(f"class {c} has {len(members)} examples; {skip + k} are needed for k={k}, skip={skip}")
         order = np.random.default_rng([seed, int(c)]).permutation(len(members))
         chosen.append(members[order[skip:skip + k]])
-    return np.sort(np.concatenate(chosen))
+    return np.sort(np.concatenate(chosen or [np.zeros(0, np.int64)]))
 
 
 def authors_split(items: Items, dataset: str, name: str) -> Items:
@@ -308,8 +322,7 @@ class ClipDataset(Dataset):
         self.repeats = repeats if train else views                       # evaluation: one view per clip position
         self.num_frames, self.fps, self.size, self.span_seconds = num_frames, fps, size, span_seconds
         self.skipped = set()                                             # unreadable files seen by this process
-        self.cache = {} if cache or cache_dir else None                  # path -> (n, S, S, 3), per process
-        self.cache_dir = cache_dir
+        self.cache, self.cache_dir = {} if cache or cache_dir else None, cache_dir  # path: frames
         if cache_dir:
             os.makedirs(cache_dir, exist_ok=True)
 
@@ -432,4 +445,5 @@ def make_loader(dataset, batch_size, shuffle=True, workers=4, sampler=None, drop
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
                       drop_last=drop_last, persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None, generator=generator)
+                      prefetch_factor=4 if workers > 0 else None, generator=generator,
+                      worker_init_fn=ignore_stop_signals)     # the main process decides when a run stops

@@ -41,8 +41,8 @@ from data import ASSETS, IMAGE_EXTENSIONS, ImageClipDataset, Unreadable, make_it
 from figures import plt, to_pixels  # figures.py has chosen matplotlib's file-only backend
 from checkpoints import load_checkpoint, load_model, read_checkpoint
 from toy import FRAME, WORLD
-from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
-                      parse_with_settings, positive_int)
+from training import (ArgumentParser, Processes, autocast_for, check_results_folder, fail, fraction, hold_folder,
+                      nonnegative_int, parse_with_settings, positive_int, run_script)
 
 SETTINGS = {
     "paper": {},
@@ -71,6 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--attention_dataset", default="cue-conflict", help="the images for --attention")
     p.add_argument("--attention_images", type=positive_int, default=6)
     p.add_argument("--out", default="runs/ood")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     args = parse_with_settings(p, SETTINGS, argv)
     args.names = args.names.split("|") if args.names else [run_name(path) for path in args.ckpt]
     if len(args.names) != len(args.ckpt):
@@ -377,12 +378,13 @@ def attention_figure(loaded, items, args, device, path):
 
 def main(args):
     device = Processes(args.device).device                           # one process: 17 datasets fit one GPU
-    check_out_folder(args.out)                                        # before the evaluation, not after it
+    check_results_folder(args.out, ["ood.json"], args.overwrite)      # before the evaluation, not after it
     if not os.path.isdir(args.data_root):
         fail(f"--data_root {args.data_root}: no such folder (model-vs-human's datasets, or a toy world's ood/)")
     present, missing = find_datasets(args.data_root, args.datasets)
     if not present:
         fail(f"--data_root {args.data_root}: none of the datasets {', '.join(args.datasets)} is there")
+    hold_folder(args.out)                                              # one evaluation writes a folder at a time
     if missing:
         print(f"not under {args.data_root}, skipped: {', '.join(missing)}", file=sys.stderr)
     models, loaded = [], []
@@ -436,4 +438,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 
@@ -35,16 +36,17 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment, sample_crops
-from data import (ClipDataset, ImageClipDataset, authors_split, first_readable, image_items, kinetics_items,
-                  kshot_indices, make_loader, ssv2_items)
+from data import (ClipDataset, ImageClipDataset, authors_split, empty_classes, first_readable, image_items,
+                  kinetics_items, kshot_indices, make_loader, ssv2_items)
 from figures import curves, embedding_panels
 from checkpoints import checkpoint_config, load_checkpoint, load_model, resolve_checkpoint
 from model import VideoClassifier, frame_by_frame, make_config, param_groups
 from toy import FRAME, WORLD
-from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
-                      generator, learning_rate, nonnegative_float, nonnegative_int, parse_with_settings,
-                      positive_float, positive_int, prepare_run_folder, require_order, rng_states,
-                      save_checkpoint, set_lr, set_rng_states, unit_interval, unwrap)
+from training import (ArgumentParser, Processes, RunLog, StepSampler, StopRequests, all_finite, autocast_for,
+                      check_out_folder, check_resumed_flags, fail, fraction, generator, hold_folder, learning_rate,
+                      learning_rate_flag, nonnegative_float, nonnegative_int, parse_with_settings, positive_float,
+                      positive_int, prepare_run_folder, release_folder, require_order, rng_states, run_script,
+                      save_checkpoint, seed_int, set_lr, set_rng_states, unit_interval, unwrap)
 
 TASKS = {  # task: (training split, validation split, flip when training, normalisation)
     "ssv2": ("train", "validation", False, (VIDEO_MEAN, VIDEO_STD)),
@@ -57,6 +59,10 @@ SETTINGS = {
     "toy": dict(world=WORLD, preset="toy", img_size=FRAME, canvas=FRAME, eval_crop=1.0, workers=0, cache=True,
                 lr=1e-3, epochs=40, eval_batch=128),
 }
+# A resumed run continues one run: every flag must be the checkpoint's but these (where things are, how they are
+# read and how fast, and the arithmetic's precision)
+MAY_CHANGE = {"data_root", "world", "workers", "cache", "cache_dir", "eval_batch", "precision", "device", "out",
+              "resume", "overwrite", "setting", "stop_at"}
 
 
 def parse_args(argv=None):
@@ -98,7 +104,9 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=positive_int, default=32, help="clips per step, over all processes")
     p.add_argument("--accum", type=positive_int, default=1, help="gradient accumulation: micro-batches per step")
     p.add_argument("--epochs", type=positive_float, default=30)
-    p.add_argument("--lr", type=positive_float, default=1.5e-4, help="absolute learning rate of the head")
+    p.add_argument("--stop_at", type=positive_int, default=None, help="stop (with a checkpoint, unscored) at this "
+                   "step, the schedule still that of --epochs: a run in pieces, continued with --resume auto")
+    p.add_argument("--lr", type=learning_rate_flag, default=1.5e-4, help="absolute learning rate of the head")
     p.add_argument("--layer_decay", type=fraction, default=0.8)
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     p.add_argument("--warmup_epochs", type=nonnegative_float, default=0)
@@ -106,7 +114,7 @@ def parse_args(argv=None):
     p.add_argument("--label_smoothing", type=unit_interval, default=0.1)
     p.add_argument("--clip_grad", type=positive_float, default=5.0)
     p.add_argument("--crop_scale", type=fraction, nargs=2, default=(0.08, 1.0))
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="which shots, the head's start, the data order")
+    p.add_argument("--seed", type=seed_int, default=0, help="which shots, the head's start, the data order")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     # evaluation and outputs
@@ -176,8 +184,10 @@ def few_shot(items, shots, select_shots, seed, task):
                          f"or '50shot'")
     k_select = k if select_shots is None else select_shots
     try:
-        train = items.select(kshot_indices(labels, k, seed))
-        return train, (items.select(kshot_indices(labels, k_select, seed, skip=k)) if k_select else None)
+        train = items.select(kshot_indices(labels, k, seed, classes=items.classes))     # every class, or one line
+        if not k_select:
+            return train, None
+        return train, items.select(kshot_indices(labels, k_select, seed, skip=k, classes=items.classes))
     except ValueError as e:                                           # too few examples of some class
         raise ValueError(f"--shots {shots} with {k_select} per class for selection: {e}") from None
 
@@ -212,7 +222,7 @@ def build_model(args, num_classes):
     ckpt = load_checkpoint(args.init)
     kind = ckpt.get("config", {}).get("kind", "released")
     torch.manual_seed(args.seed)                                      # the new head's start
-    return load_model(ckpt, kind="classifier", **heads), kind
+    return load_model(ckpt, kind="classifier", source=args.init, **heads), kind
 
 
 def clip_source(items, args, train, frames):
@@ -293,6 +303,8 @@ def embed(args, procs):
         files = [resolve_checkpoint(p) for p in args.embed]
     except (ValueError, FileNotFoundError) as e:
         fail(f"--embed: {e}")
+    if procs.main:
+        hold_folder(args.out)
     keep = np.flatnonzero(np.isin(val.labels, [val.classes.index(c) for c in names]))
     titles = args.embed_titles.split("|") if args.embed_titles else [os.path.basename(p) for p in args.embed]
     panels = []
@@ -321,12 +333,16 @@ def embed(args, procs):
 def main(args):
     procs = Processes(args.device)
     device = procs.device
+    check_out_folder(args.out)                          # before any work; the folder is made once the checks pass
     if args.embed:
         return embed(args, procs)
     train_split, val_split, flip, (mean, std) = TASKS[args.task]
     try:
         items = task_items(args.task, args.data_root, train_split)
         val = task_items(args.task, args.data_root, val_split)
+        if empty := empty_classes(items):           # it would train without that class and score 0% on it
+            raise ValueError(f"--data_root {args.data_root}: {len(empty)} class(es) with no readable training "
+                             f"video, e.g. {empty[0]!r} (its folder is empty or unreadable)")
         train, select = few_shot(items, args.shots, args.select_shots, args.seed, args.task)
         subset = read_subset(args.subset, train.classes)
         model, init_kind = build_model(args, len(train.classes))
@@ -340,12 +356,17 @@ def main(args):
     per_process = args.batch_size // (procs.world * args.accum)
     if per_process < 1 or per_process * procs.world * args.accum != args.batch_size:
         fail(f"--batch_size {args.batch_size} must split evenly over {procs.world} processes x {args.accum} accum")
+    if args.batch_size > len(train):
+        fail(f"--batch_size {args.batch_size} is more than the {len(train)} training clips of --shots {args.shots}")
     steps_per_epoch = max(1, round(len(train) / args.batch_size))
     total_steps = max(1, round(args.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=args.lr,
                                   fused=device.type == "cuda")
     start_step, best = 0, {"score": -1.0, "step": 0}
     resume = os.path.join(args.out, "checkpoint.pt") if args.resume == "auto" else args.resume
+    if args.resume == "auto":
+        procs.print(f"--resume auto: continuing {resume}" if os.path.exists(resume) else
+                    f"--resume auto: no checkpoint in {args.out}, starting at step 0")
     if resume and os.path.exists(resume):
         try:
             state = load_checkpoint(resume, device)
@@ -354,12 +375,17 @@ def main(args):
         if not {"optimizer", "best", "rng"} <= set(state):
             fail(f"--resume {resume} is not a finetuning checkpoint with its optimizer (a checkpoint.pt that "
                  f"finetune.py wrote); to start from {os.path.basename(resume)}'s weights, give it as --init")
+        check_resumed_flags(state.get("args", {}), args, MAY_CHANGE, resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best = state["step"], state["best"]
         set_rng_states(state["rng"])                                     # dropout and drop path continue exactly
+        if args.stop_at is not None and args.stop_at <= start_step:
+            fail(f"--stop_at {args.stop_at}: {resume} is at step {start_step} already")
     elif resume and args.resume != "auto":
         fail(f"--resume: no checkpoint at {resume}")
+    if procs.main:                                      # one run per folder: a second is refused, naming the first
+        hold_folder(args.out)
     prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
                        holds=("checkpoint.pt", "best.pt", "log.jsonl", "results.json"))
     if procs.world > 1:
@@ -397,12 +423,16 @@ def main(args):
                                              shots=args.shots, init=args.init)}
         if with_optimizer:
             state.update(optimizer=optimizer.state_dict(), rng=rng_states())
-        save_checkpoint(path, state)
+        try:
+            save_checkpoint(path, state)
+        except OSError as e:                                            # a full disk: the last one stays whole
+            stop(str(e))
 
     began, warmup = time.time(), round(args.warmup_epochs * steps_per_epoch)
     bar = tqdm(total=total_steps, initial=start_step, disable=not procs.main, desc="finetune", dynamic_ncols=True)
     step, running, nonfinite_steps = start_step, [], torch.zeros((), device=device)
     unreadable = set()                                                   # training files the loader could not read
+    requests = StopRequests()                                            # SIGTERM, Ctrl-C: stop after the step
     model.train()
     while step < total_steps:
         set_lr(optimizer, learning_rate(step, args.lr, args.schedule, warmup, total_steps))
@@ -439,6 +469,8 @@ def main(args):
                 stop(f"the loss is {mean_loss}")
             if nonfinite_steps > 0:
                 stop("the gradient is not finite")
+            if empty := empty_classes(train, unreadable):               # every training file of a class is broken
+                stop(f"class {empty[0]!r} has no readable training clip (its {args.shots} shots are unreadable)")
             record = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(mean_loss, 4),
                           grad_norm=round(float(grad_norm), 3), lr=optimizer.param_groups[-1]["lr"],
                           unreadable_files=len(unreadable))
@@ -455,7 +487,22 @@ def main(args):
             if procs.main:
                 save(checkpoint, step, True)
                 last_good = checkpoint
+        asked = procs.any(requests.signal is not None)
+        if (asked or step == args.stop_at) and step < total_steps:     # preempted, or a run in pieces: save, exit
+            bar.close()
+            if procs.main:
+                save(checkpoint, step, True)
+            why = f"{requests.name or 'SIGTERM'}: stopped" if asked else "--stop_at: stopped"
+            procs.print(f"{why} at step {step} of {total_steps}, checkpoint {checkpoint} written; continue with "
+                        f"--resume auto")
+            requests.close()
+            procs.close()
+            release_folder(args.out)
+            if asked:
+                sys.exit(requests.exit_code if requests.signal else 143)
+            return None
     bar.close()
+    requests.close()
     if select is None:                                                  # no selection set: the last is the best
         if procs.main:
             save(os.path.join(args.out, "best.pt"), step, False)
@@ -492,8 +539,9 @@ def main(args):
                     + (f"\n  skipped {len(unreadable)} unreadable training file(s), named in the warnings above"
                        if unreadable else ""))
     procs.close()
+    release_folder(args.out)
     return results
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args, "stopped by Ctrl-C, without saving; --resume auto continues from the last checkpoint")

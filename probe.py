@@ -35,7 +35,7 @@ from data import ClipDataset, kinetics_items, make_loader, ssv2_items
 from model import VisionTransformer, frame_by_frame, make_config
 from toy import FRAME, WORLD
 from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
-                      parse_with_settings, positive_float, positive_int)
+                      parse_with_settings, positive_float, positive_int, run_script)
 from video import CLIP_FRAMES
 
 SPLITS = {"ssv2": (ssv2_items, "train", "validation"), "kinetics": (kinetics_items, "train", "val")}
@@ -187,4 +187,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

@@ -38,7 +38,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from figures import plt  # figures.py has chosen matplotlib's file-only backend
-from training import ArgumentParser, check_out_folder, fail, open_fraction, positive_float
+from training import ArgumentParser, check_out_folder, fail, open_fraction, positive_float, run_script
 
 
 def parse_args(argv=None):
@@ -264,4 +264,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

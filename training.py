@@ -10,12 +10,15 @@ an uninterrupted run sees, and 2 processes with 8 samples each see what 1 proces
 """
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import random
 import re
+import signal
 import sys
 import time
 
@@ -36,6 +39,7 @@ class Processes:
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.started = time.time()                   # for --max_minutes: the setup counts too
         if device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             fail(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -48,6 +52,8 @@ class Processes:
             self.device = torch.device("cpu")
         if self.world > 1:
             dist.init_process_group("nccl" if use_cuda else "gloo", device_id=self.device if use_cuda else None)
+            # decisions (stop now?) travel on the CPU through gloo, so asking them never waits for the GPU
+            self.control = dist.new_group(backend="gloo")
 
     @property
     def main(self) -> bool:                       # rank 0 logs, draws and writes checkpoints
@@ -57,13 +63,14 @@ class Processes:
         if self.main:
             print(*args, flush=True)
 
-    def all_agree(self, flag: bool) -> bool:
-        """True on every rank only if flag is True on every rank (for stopping together)."""
-        if self.world == 1:
-            return flag
-        t = torch.tensor(float(flag), device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return bool(t.item())
+    def any(self, *flags):
+        """For each flag, whether it is True on any rank: the same answer on every rank, so that all stop together,
+        at the same step. CPU tensors on the gloo control group: asking never waits for the GPU."""
+        if self.world > 1:
+            t = torch.tensor([float(f) for f in flags])
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+            flags = [bool(v) for v in t.tolist()]
+        return flags[0] if len(flags) == 1 else tuple(flags)
 
     def close(self):
         if self.world > 1:
@@ -73,10 +80,23 @@ class Processes:
             dist.destroy_process_group()
 
 
-def fail(message):
-    """One clear line and a non-zero exit: for bad flags, missing data, missing checkpoints."""
+def fail(message, code=2):
+    """One clear line and a non-zero exit: for bad flags, missing data, missing checkpoints. The folders this
+    process holds are let go first, as the end of the process would (a script's main may run inside a test)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    for folder in list(_held_folders):
+        release_folder(folder, tidy=True)
+    for requests in list(StopRequests.active):      # and signals get their usual meaning back
+        requests.close()
+    sys.exit(code)
+
+def run_script(main, parse_args, interrupted="stopped by Ctrl-C"):
+    """A script's entry point: Ctrl-C (before a training loop takes it over, or a second one during it) ends the
+    script with one line and the shell's code for it, never a traceback."""
+    try:
+        return main(parse_args())
+    except KeyboardInterrupt:
+        fail(interrupted, code=130)
 
 # -----------------------------------------------------------------------------
 # flags
@@ -117,20 +137,60 @@ nonnegative_float = checked(float, lambda v: 0 <= v < math.inf, "a number >= 0")
 open_fraction = checked(float, lambda v: 0 < v < 1, "a number between 0 and 1, both excluded")
 unit_interval = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 fraction = checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+# AdamW computes its step, lr / (1 - beta1^t), in float32, whose largest number is 3.4e38: --lr 1e300 cannot be a step
+learning_rate_flag = checked(float, lambda v: 0 < v <= 1e37, "a number in (0, 1e37]")
+final_learning_rate_flag = checked(float, lambda v: 0 <= v <= 1e37, "a number in [0, 1e37]")
+seed_int = checked(int, lambda v: 0 <= v < 2 ** 63, "a whole number in [0, 2**63)")   # what torch's seeds hold
 
 
-def parse_with_settings(p: argparse.ArgumentParser, settings: dict, argv=None) -> argparse.Namespace:
+def parse_with_settings(p: argparse.ArgumentParser, settings: dict, argv=None, related=None) -> argparse.Namespace:
     """Parse argv with bundles of defaults: `--setting toy` (or `toy,image`, applied left to right) replaces some
-    of the parser's defaults, which stay the paper's; a flag given on the command line still wins."""
+    of the parser's defaults, which stay the paper's; a flag given on the command line still wins. `related` maps a
+    flag to those it overrides ({"epochs": ["steps"]}): `--setting toy --epochs 1` must not run the setting's
+    --steps, so a related flag that only a setting gave goes back to the paper's default."""
     argv = sys.argv[1:] if argv is None else argv
     early = ArgumentParser(add_help=False)
     early.add_argument("--setting", default="paper")
     p.add_argument("--setting", default="paper", help=f"bundles of defaults, comma-separated: {', '.join(settings)}")
+    paper = {a.dest: a.default for a in p._actions}
     for name in early.parse_known_args(argv)[0].setting.split(","):
         if name not in settings:
             p.error(f"--setting {name!r}: choose from {', '.join(settings)}")
         p.set_defaults(**settings[name])
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    given = explicit_flags(p, argv)
+    for flag, overridden in (related or {}).items():
+        for other in overridden:
+            if flag in given and other not in given:
+                setattr(args, other, paper[other])
+    return args
+
+
+def explicit_flags(p: argparse.ArgumentParser, argv) -> set:
+    """The flags (their dest names) given on the command line, whatever their value: parsed again with every
+    default replaced by a marker that no command line can produce."""
+    marker, defaults = object(), {a.dest: a.default for a in p._actions}
+    p.set_defaults(**{dest: marker for dest in defaults})
+    try:
+        parsed = vars(p.parse_known_args(argv)[0])
+    finally:
+        p.set_defaults(**defaults)
+    return {dest for dest, value in parsed.items() if value is not marker}
+
+
+def check_resumed_flags(saved: dict, args, may_change, source):
+    """Stop with one line when a resumed run's flags differ from those its checkpoint was made with, apart from
+    those that may change (where files are, how many workers, when to stop): a resume continues one run."""
+    differs = [f"--{k} {saved[k]} (this run: {v})" for k, v in sorted(vars(args).items())
+               if k in saved and k not in may_change and normal(saved[k]) != normal(v)]
+    if differs:
+        fail(f"--resume {source} was made with other flags: {'; '.join(differs)}. Give the run's own flags, or "
+             f"start a new run in another --out (these may change: {', '.join('--' + k for k in sorted(may_change))})")
+
+
+def normal(value):
+    """A flag's value as a checkpoint keeps it and as argparse gives it: tuples and lists alike."""
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def resolve_precision(device: torch.device, precision="auto") -> str:
@@ -279,6 +339,103 @@ def remove_if_there(path):
         pass
 
 
+_held_folders = {}      # folder -> its open lock file: the lock lasts while the file is open, so until the process ends
+
+
+def hold_folder(folder, flag="--out"):
+    """Take the folder for this process, or stop with one line naming the process that holds it. The lock is the
+    operating system's (flock on FOLDER/.lock): it dies with its process, however that ends, so a killed run never
+    leaves a folder locked. Two runs writing one folder would interleave their logs and checkpoints."""
+    folder = os.path.abspath(folder)
+    if folder in _held_folders:                     # this process holds it already (a script's main run twice)
+        return
+    created = not os.path.exists(folder)
+    try:                                            # the first real write: where os.access says yes but means no
+        os.makedirs(folder, exist_ok=True)
+        lock = open(os.path.join(folder, ".lock"), "a+")
+    except OSError as e:
+        fail(f"{flag} {folder}: cannot write there ({e.strerror})")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip()
+        lock.close()
+        fail(f"{flag} {folder} is in use by process {holder or '(unknown)'}: wait for it to end, or write to another "
+             f"{flag}")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    _held_folders[folder] = (lock, created)
+
+
+def check_results_folder(out, results, overwrite, flag="--out"):
+    """For the scripts that evaluate, before any work: --out must be a folder they can write, and the results of an
+    earlier run there are not replaced without --overwrite, as the trainers do. Creates nothing."""
+    check_out_folder(out, flag)
+    there = [name for name in results if os.path.exists(os.path.join(out, name))]
+    if there and not overwrite:
+        fail(f"{flag} {out} already holds results ({', '.join(there)}): write to another {flag}, or say --overwrite")
+
+
+def release_folder(folder, tidy=False):
+    """Let another process take the folder (the end of a run; the end of the process does the same). tidy: a
+    folder this process made and wrote nothing into (a run that stopped at a bad input) is removed again."""
+    lock, created = _held_folders.pop(os.path.abspath(folder), (None, False))
+    if lock is None:
+        return
+    lock.close()                                    # closing the file releases the lock
+    if tidy and created and os.listdir(folder) == [".lock"]:
+        remove_if_there(os.path.join(folder, ".lock"))
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+class StopRequests:
+    """SIGTERM (what SLURM and most clusters send a while before they kill a job) and Ctrl-C ask a training run to
+    stop: the handler only notes the request, the loop finishes its step, saves a checkpoint and exits with one line.
+    A second Ctrl-C stops at once, without saving. Installed for the loop, removed by close()."""
+
+    NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+    active = []                                     # installed and not yet closed (fail() closes them)
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in self.NAMES}
+        StopRequests.active.append(self)
+
+    def handle(self, signum, frame):
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt                 # the second Ctrl-C: at once (the script says so in one line)
+        if self.signal is None:
+            self.signal = signum
+            again = " (a second Ctrl-C stops at once, without one)" if signum == signal.SIGINT else ""
+            print(f"\n{self.NAMES[signum]}: stopping after this step, with a checkpoint{again}", file=sys.stderr,
+                  flush=True)
+
+    @property
+    def name(self):
+        return self.NAMES.get(self.signal)
+
+    @property
+    def exit_code(self):
+        return 128 + self.signal                    # the shell's code for "ended by this signal": 143, 130
+
+    def close(self):
+        if self in StopRequests.active:
+            StopRequests.active.remove(self)
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
+
+def ignore_stop_signals(*_):
+    """For data-loader workers: Ctrl-C reaches the whole process group, and SIGTERM often does too; the main
+    process decides when to stop, and its workers end with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def all_finite(tensors) -> bool:
     """Whether every value of every tensor is finite. One host sync: for the moment before a checkpoint is written,
     so that no checkpoint ever holds a NaN."""
@@ -287,14 +444,19 @@ def all_finite(tensors) -> bool:
 
 def save_checkpoint(path, state):
     """Write atomically: to a temporary file beside `path`, flushed to disk, then renamed over it. A crash
-    mid-write leaves the previous checkpoint whole."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    mid-write leaves the previous checkpoint whole, and so does a full disk: an OSError that names the file."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:            # a full disk (torch.save reports it as a RuntimeError)
+        remove_if_there(tmp)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the disk may be full"
+        raise OSError(f"cannot write {path} ({reason})") from None
 
 
 def unwrap(model):

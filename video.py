@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import re
 import warnings
 from fractions import Fraction
 from multiprocessing import Pool
@@ -26,7 +27,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from training import ArgumentParser, checked, fail, positive_float, positive_int
+from training import (ArgumentParser, check_out_folder, checked, fail, hold_folder, positive_float,
+                      positive_int, release_folder, remove_if_there)
 
 SAMPLE_FPS = 3.75            # every 8th frame of 30 fps video
 CLIP_FRAMES = 16             # about 4.3 s
@@ -215,20 +217,40 @@ def even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
+SETTINGS = ("fps", "short_side", "segment_seconds", "gop", "crf")    # a marker with others: redo
+PARTIAL = re.compile(r"\..+_s\d{3,}\.mp4\.partial|.+\.prepared\.json\.partial")   # a killed run's
+
+
 def prepare_file(job) -> tuple:
     """Transcode one source file into segments <stem>_sNNN.mp4, then write <stem>.prepared.json. Segments are
     written under hidden temporary names and renamed when complete, and the marker comes last, so a killed run
     leaves no half-written video under a real name and no marker: the next run redoes the file.
-    Returns (source, 'done' | 'skipped' | error message)."""
-    src, out_dir, fps, short_side, segment_seconds, gop, crf, threads = job
+    Returns (source, 'done' | 'redone' | 'skipped' | error); redone: old segments removed first."""
+    src, out_dir, settings, threads = job
+    fps, short_side, segment_seconds, gop, crf = (settings[name] for name in SETTINGS)
     stem = os.path.splitext(os.path.basename(src))[0]
     marker = os.path.join(out_dir, stem + ".prepared.json")
     stat = os.stat(src)
-    if os.path.exists(marker):
+    mine = re.compile(re.escape(stem) + r"_s\d{3,}\.mp4")     # not stem_s000_s000.mp4: stem_s000's
+    existing = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    existing = [name for name in existing if mine.fullmatch(name)]
+    try:
         with open(marker) as f:
             done = json.load(f)
-        if done.get("source_size") == stat.st_size and done.get("source_mtime") == stat.st_mtime:
-            return src, "skipped"
+    except (OSError, ValueError):                               # none, or damaged: redo the file
+        done = {}
+    if (done.get("source_size") == stat.st_size and done.get("source_mtime") == stat.st_mtime
+            and all(done.get(name) == settings[name] for name in SETTINGS)
+            and done.get("segments") and set(done["segments"]) <= set(existing)):
+        for name in set(existing) - set(done["segments"]):         # the loaders would take it too
+            remove_if_there(os.path.join(out_dir, name))
+        return src, "skipped"
+    # Older source, other settings or an unfinished run: old segments would stay beside the new (a
+    # longer --segment_seconds cuts fewer) and be loaded too. The marker goes first: none lists a
+    # removed segment.
+    remove_if_there(marker)
+    for name in existing:
+        remove_if_there(os.path.join(out_dir, name))
     os.makedirs(out_dir, exist_ok=True)
     try:
         container, stream = open_video(src, threads)
@@ -279,9 +301,9 @@ def prepare_file(job) -> tuple:
         return src, f"{type(e).__name__}: {e}"
     with open(marker + ".partial", "w") as f:
         json.dump({"source": os.path.abspath(src), "source_size": stat.st_size, "source_mtime": stat.st_mtime,
-                   "fps": fps, "short_side": short_side, "gop": gop, "crf": crf, "frames": n, "segments": segments}, f)
+                   **settings, "frames": n, "segments": segments}, f)
     os.replace(marker + ".partial", marker)
-    return src, "done"
+    return src, "redone" if existing or done else "done"
 
 
 def find_videos(root) -> list:
@@ -295,8 +317,26 @@ def find_videos(root) -> list:
     return found
 
 
+def check_folders(src_root, dst_root):
+    """Stop before writing anything when DST cannot be our folder, or when the trees overlap (links
+    followed): with DST = SRC, an output (a_s000.mp4) overwrites a source of that name; with DST
+    inside SRC (or SRC inside DST), each rerun prepares the last one's outputs again, deeper."""
+    check_out_folder(dst_root, flag="DST")
+    src, dst = os.path.realpath(src_root), os.path.realpath(dst_root)
+    if src == dst:
+        raise ValueError(f"DST {dst_root} is SRC {src_root}: write the prepared files elsewhere")
+    if os.path.commonpath([src, dst]) == src:
+        raise ValueError(f"DST {dst_root} lies inside SRC {src_root}: "
+                         f"write the prepared files outside it")
+    if os.path.commonpath([src, dst]) == dst:
+        raise ValueError(f"SRC {src_root} lies inside DST {dst_root}: "
+                         f"write the prepared files elsewhere")
+
+
 def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, segment_seconds=60, gop=16, crf=20):
-    """Transcode every video under src_root into dst_root, mirroring the folder tree. Resumable."""
+    """Transcode every video under src_root into dst_root, mirroring the folder tree. Resumable: a
+    file whose marker records these settings is skipped, any other is redone."""
+    check_folders(src_root, dst_root)
     sources = find_videos(src_root)
     if not sources:
         raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {src_root}")
@@ -310,17 +350,27 @@ def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, se
         more = f" (and {len(collisions) - 5} more)" if len(collisions) > 5 else ""
         raise ValueError(f"{len(collisions)} pair(s) of files under {src_root} differ only in their extension and "
                          f"would be prepared into the same files: {shown}{more}; rename one of each")
+    # two runs into one folder would write the same segments at once; the lock file, DST/.lock, is
+    # hidden and no video: find_videos and the loaders never take it
+    hold_folder(dst_root, flag="DST")
+    for folder, _, names in os.walk(dst_root):        # we hold the folder: these are killed runs'
+        for name in filter(PARTIAL.fullmatch, names):
+            remove_if_there(os.path.join(folder, name))
+    settings = dict(zip(SETTINGS, (fps, short_side, segment_seconds, gop, crf)))
     threads = 0 if workers <= 1 else 1                                    # 0: let FFmpeg pick when alone
-    jobs = [(s, os.path.join(dst_root, os.path.relpath(os.path.dirname(s), src_root)), fps, short_side,
-             segment_seconds, gop, crf, threads) for s in sources]
-    counts = {"done": 0, "skipped": 0, "failed": 0}
+    jobs = [(s, os.path.join(dst_root, os.path.relpath(os.path.dirname(s), src_root)), settings,
+             threads) for s in sources]
+    counts = {"done": 0, "skipped": 0, "failed": 0, "redone": 0}    # redone: also counted as done
     with Pool(max(1, workers)) as pool:
         for src, status in tqdm(pool.imap_unordered(prepare_file, jobs), total=len(jobs), desc="prepare"):
+            counts["redone"] += status == "redone"
+            status = "done" if status == "redone" else status
             if status in counts:
                 counts[status] += 1
             else:
                 counts["failed"] += 1
                 warnings.warn(f"skipping {src}: {status}")
+    release_folder(dst_root)               # an in-process caller's later runs may write here again
     return counts
 
 
@@ -347,5 +397,8 @@ if __name__ == "__main__":
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     print(f"prepared {counts['done']}, already done {counts['skipped']}, failed {counts['failed']} -> {args.dst}")
+    if counts["redone"]:
+        print(f"{counts['redone']} of them made before (older source, other settings or an "
+              f"unfinished run): their old segments were removed first")
     if counts["failed"] and not counts["done"] + counts["skipped"]:
         fail(f"not one of the {counts['failed']} files under {args.src} could be prepared (see the warnings above)")

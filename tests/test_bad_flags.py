@@ -16,11 +16,19 @@ MAE = os.path.join(ROOT, "assets", "toy_mae_S.pt")              # a real MAE che
 
 @pytest.fixture(scope="module")
 def places(toy_world, tmp_path_factory):
-    """A toy world, a plain file to point --out at, and a file to put a folder under."""
+    """A toy world, a plain file to point --out at, a file to put a folder under, checkpoints that hold no model,
+    and folders holding the results of earlier evaluations."""
+    import torch
     tmp = tmp_path_factory.mktemp("bad_flags")
     (tmp / "a_file").write_text("not a folder")
+    torch.save({"weights": {}}, tmp / "no_model.pt")
+    torch.save({"model": "not a state dict", "step": 3}, tmp / "not_a_model.pt")
+    for folder, results in (("done_ood", "ood.json"), ("done_interp", "interpolation.json")):
+        (tmp / folder).mkdir()
+        (tmp / folder / results).write_text("{}")
     return {"WORLD": str(toy_world[0]), "FILE": str(tmp / "a_file"), "UNDER_FILE": str(tmp / "a_file" / "run"),
-            "TMP": str(tmp), "MAE": MAE}
+            "TMP": str(tmp), "MAE": MAE, "NO_MODEL": str(tmp / "no_model.pt"),
+            "NOT_A_MODEL": str(tmp / "not_a_model.pt")}
 
 
 PRETRAIN = ["--setting", "toy", "--data_root", "WORLD", "--workers", "0", "--steps", "1", "--out", "TMP/pt"]
@@ -50,9 +58,18 @@ CASES = [  # (script, its flags, the bad flags, what the one line must name)
     ("pretrain", PRETRAIN, ["--crop_scale", "0.9", "0.5"], "--crop_scale"),
     ("pretrain", PRETRAIN, ["--betas", "0.9", "1.5"], "--betas"),
     ("pretrain", PRETRAIN, ["--batch_videos", "0"], "--batch_videos"),
+    ("pretrain", PRETRAIN, ["--data_root", "S=/x,kinetics"], "--data_root"),   # 'kinetics': no pair
     ("pretrain", PRETRAIN, ["--out", "FILE"], "FILE"),
     ("pretrain", PRETRAIN, ["--out", "UNDER_FILE"], "UNDER_FILE"),
     ("pretrain", PRETRAIN, ["--resume", "MAE", "--mask_type", "tube", "--preset", "small_patch16"], "--resume"),
+    ("pretrain", PRETRAIN, ["--resume", "NOT_A_MODEL"], "NOT_A_MODEL"),      # a dict whose "model" is no model
+    ("pretrain", PRETRAIN, ["--init", "NO_MODEL"], "NO_MODEL"),
+    ("pretrain", PRETRAIN, ["--out", "/proc/x"], "/proc/x"),
+    ("pretrain", PRETRAIN, ["--seed", str(2 ** 64)], "--seed"),
+    ("pretrain", PRETRAIN, ["--lr", "1e300"], "--lr"),
+    ("pretrain", PRETRAIN, ["--min_lr", "1e300"], "--min_lr"),
+    ("pretrain", PRETRAIN, ["--batch_videos", "100000"], "--batch_videos"),  # checked before anything is allocated
+    ("pretrain", PRETRAIN, ["--stop_at", "5"], "--stop_at"),                 # past --steps 1
     ("finetune", FINETUNE, ["--shots", "0"], "--shots"),
     ("finetune", FINETUNE, ["--shots", "0%"], "--shots"),
     ("finetune", FINETUNE, ["--shots", "ten"], "--shots"),
@@ -67,12 +84,21 @@ CASES = [  # (script, its flags, the bad flags, what the one line must name)
     ("finetune", FINETUNE, ["--batch_size", "0"], "--batch_size"),
     ("finetune", FINETUNE, ["--dropout", "1"], "--dropout"),
     ("finetune", FINETUNE, ["--epochs", "0"], "--epochs"),
+    ("finetune", FINETUNE, ["--init", "NO_MODEL"], "NO_MODEL"),
+    ("finetune", FINETUNE, ["--init", "NOT_A_MODEL"], "NOT_A_MODEL"),
+    ("finetune", FINETUNE, ["--out", "/proc/x"], "/proc/x"),
+    ("finetune", FINETUNE, ["--seed", str(2 ** 64)], "--seed"),
+    ("finetune", FINETUNE, ["--lr", "1e300"], "--lr"),
+    ("finetune", FINETUNE, ["--batch_size", "100000"], "--batch_size"),
     ("interpolate", INTERPOLATE, ["--mask", "random", "--mask_ratio", "0"], "--mask_ratio"),
     ("interpolate", INTERPOLATE, ["--clips", "0"], "--clips"),
     ("interpolate", INTERPOLATE, ["--canvas", "0"], "--canvas"),
     ("interpolate", INTERPOLATE, ["--eval_crop", "0"], "--eval_crop"),
     ("interpolate", INTERPOLATE, ["--device", "cuda"], "--device"),
     ("interpolate", INTERPOLATE, ["--out", "FILE"], "FILE"),
+    ("interpolate", INTERPOLATE, ["--out", "/proc/x"], "/proc/x"),
+    ("interpolate", INTERPOLATE, ["--out", "TMP/done_interp"], "--overwrite"),   # earlier results are kept
+    ("interpolate", INTERPOLATE, ["--seed", str(2 ** 64)], "--seed"),
     ("probe", PROBE, ["--C", "0"], "--C"),
     ("probe", PROBE, ["--max_per_class", "0"], "--max_per_class"),
     ("probe", PROBE, ["--workers", "-1"], "--workers"),
@@ -81,6 +107,8 @@ CASES = [  # (script, its flags, the bad flags, what the one line must name)
     ("eval_ood", OOD, ["--batch_size", "0"], "--batch_size"),
     ("eval_ood", OOD, ["--canvas", "0"], "--canvas"),
     ("eval_ood", OOD, ["--out", "FILE"], "FILE"),
+    ("eval_ood", OOD, ["--out", "/proc/x"], "/proc/x"),
+    ("eval_ood", OOD, ["--out", "TMP/done_ood"], "--overwrite"),
     ("scaling", SCALING, ["--level", "1.5"], "--level"),
     ("scaling", SCALING, ["--multiples", "-10"], "--multiples"),
     ("scaling", SCALING, ["--out", "FILE"], "FILE"),
@@ -119,6 +147,8 @@ MAIN_CASES = [  # scripts whose flags are read in their __main__ block: run as a
     (["video.py", "prepare", "TMP", "TMP/p", "--workers", "0"], "--workers"),
     (["video.py", "prepare", "TMP", "TMP/p", "--crf", "99"], "--crf"),
     (["video.py", "prepare", "TMP/missing", "TMP/p"], "TMP/missing"),
+    (["video.py", "prepare", "WORLD", "FILE"], "FILE"),                  # DST: a file, not a folder
+    (["video.py", "prepare", "WORLD", "UNDER_FILE"], "UNDER_FILE"),
     (["checkpoints.py", "--lsit"], "--lsit"),
     (["bench.py", "step", "--batch", "0"], "--batch"),
     (["bench.py", "step", "--mask_ratio", "1.5"], "--mask_ratio"),

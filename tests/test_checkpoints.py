@@ -240,7 +240,7 @@ def test_a_script_takes_a_released_name_and_stops_with_one_line_on_a_bad_one(hub
     assert found["num_clips"] == 1 and found["settings"]["ckpt"] == "mae_s_none"
     for name, message in (("mae_s_nnoe", "did you mean mae_s_none"), ("mae_say_none", "HF_HUB_OFFLINE is set")):
         with pytest.raises(SystemExit) as stop:
-            interpolate.main(interpolate.parse_args(["--ckpt", name, *flags]))
+            interpolate.main(interpolate.parse_args(["--ckpt", name, *flags, "--overwrite"]))   # out holds results
         lines = capsys.readouterr().err.strip().splitlines()
         assert stop.value.code != 0 and len(lines) == 1 and lines[0].startswith("error: --ckpt: "), lines
         assert message in lines[0], lines

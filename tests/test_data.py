@@ -173,6 +173,101 @@ def test_image_folders_become_static_clips(root):
     assert ImageClipDataset(items, num_frames=1)[0][0].shape == (1, 1, 256, 256, 3)
 
 
+def test_a_class_folder_without_a_video_stays_a_class_and_is_named(tmp_path):
+    """Empty, without a video, every video corrupt: still a class (the head has its output),
+    named by empty_classes (the corrupt one once a pass found its files unreadable)."""
+    train = tmp_path / "kinetics" / "train"
+    for name in ("abseiling", "bowling", "cooking", "dancing"):
+        (train / name).mkdir(parents=True)
+    for i in range(2):
+        write_indexed_video(train / "abseiling" / f"a{i}.mp4", 30, 25, size=48)
+        (train / "dancing" / f"d{i}.mp4").write_text("not a video")
+    (train / "cooking" / "notes.txt").write_text("no video here")
+    items = kinetics_items(tmp_path / "kinetics", "train")
+    assert items.classes == ["abseiling", "bowling", "cooking", "dancing"] and len(items) == 4
+    assert data.empty_classes(items) == ["bowling", "cooking"]
+    loader = make_loader(ClipDataset(items, train=False), 4, False, workers=0, drop_last=False)
+    with pytest.warns(UserWarning, match="skipping unreadable file"):
+        unreadable = [path for batch in loader for path in batch.unreadable]
+    assert data.empty_classes(items, unreadable) == ["bowling", "cooking", "dancing"]
+    with pytest.raises(ValueError, match="^class 'bowling' has 0 examples; 1 are needed"):
+        kshot_indices(items.labels, 1, classes=items.classes)
+    assert len(kshot_indices(items.labels, 1)) == 2            # without names: the classes present
+    assert len(kshot_indices(np.full(3, -1), 1)) == 0          # none labelled: none, no crash
+    (tmp_path / "img" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "img" / "train" / "dog").mkdir()
+    write_image(tmp_path / "img" / "train" / "cat" / "c.png", np.zeros((8, 8, 3), np.uint8))
+    images = image_items(tmp_path / "img")
+    assert images.classes == ["cat", "dog"] and data.empty_classes(images) == ["dog"]
+
+
+def deep_folder(parent, depth=20):
+    """A folder nested deeper than a path may be long (PATH_MAX, 4096 on Linux): made step by
+    step from open folders, it exists, but no walk by path reads it, not even root's (whom
+    chmod 000 never stops)."""
+    fd = os.open(parent, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d" * 250, dir_fd=fd)
+        inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+
+
+def test_a_folder_that_cannot_be_read_is_named_once_and_counted_like_an_unreadable_file(tmp_path):
+    (tmp_path / "S").mkdir()
+    write_indexed_video(tmp_path / "S" / "good.mp4", 60, 30, size=48)
+    deep_folder(tmp_path / "S")
+    items = headcam_items(tmp_path, "S")
+    assert len(items) == 2 and items.paths[1].endswith(os.sep) and len(items.paths[1]) > 4096
+    dataset = ClipDataset(items, train=True, repeats=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):                                          # two epochs: still one warning
+            batches = list(make_loader(dataset, 2, False, workers=0, drop_last=False))
+    named = [str(w.message) for w in caught if "unreadable" in str(w.message)]
+    assert len(named) == 1 and items.paths[1] in named[0]
+    assert batches[0].clips.shape[0] == 2 and batches[0].unreadable == (items.paths[1],)
+    pretraining = data.pretraining_items(str(tmp_path / "S"))      # pretrain.py --data <a folder>
+    assert list(pretraining.paths) == list(items.paths)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="chmod 000 stops no root: run it as another user")
+def test_folders_without_read_permission(tmp_path):
+    """A locked class folder is a class with no file; a locked sub-folder an unreadable item; a
+    locked data folder a one-line error that says it cannot be read, not that it holds no files."""
+    train, child = tmp_path / "kinetics" / "train", tmp_path / "saycam" / "S"
+    for folder in (train / "abseiling", train / "bowling", child / "2013"):
+        folder.mkdir(parents=True)
+        write_indexed_video(folder / "v.mp4", 30, 25, size=48)
+    write_indexed_video(child / "good.mp4", 30, 25, size=48)
+    locked = [train / "bowling", child / "2013"]
+    try:
+        for folder in locked:
+            folder.chmod(0)
+        items = kinetics_items(tmp_path / "kinetics", "train")
+        assert items.classes == ["abseiling", "bowling"]
+        assert data.empty_classes(items) == ["bowling"]
+        assert list(items.paths)[1:] == [str(train / "bowling") + os.sep]
+        headcam = headcam_items(tmp_path / "saycam", "S")
+        assert list(headcam.paths) == [str(child / "good.mp4"), str(child / "2013") + os.sep]
+        loader = make_loader(ClipDataset(headcam, train=False), 2, False, 0, drop_last=False)
+        with pytest.warns(UserWarning, match="skipping unreadable file .*2013/"):
+            assert [b.unreadable for b in loader] == [(str(child / "2013") + os.sep,)]
+        for folder in (child, train):
+            folder.chmod(0)
+            locked.append(folder)
+        with pytest.raises(FileNotFoundError, match="headcam child S: the folder .* cannot be"):
+            headcam_items(tmp_path / "saycam", "S")
+        with pytest.raises(FileNotFoundError, match="cannot be read"):
+            data.pretraining_items(str(child))
+        with pytest.raises(FileNotFoundError, match="dataset: the folder .*train cannot be read"):
+            kinetics_items(tmp_path / "kinetics", "train")
+    finally:
+        for folder in reversed(locked):                            # the outer ones first
+            folder.chmod(0o755)
+
+
 def test_unreadable_files_are_skipped_with_one_warning_each_and_counted(tmp_path):
     folder = tmp_path / "S"
     folder.mkdir()
@@ -233,6 +328,14 @@ def test_kshot_subsets_are_exact_nested_and_seeded():
     assert not set(selection) & set(fifty) and (np.bincount(labels[selection]) == 50).all()
     with pytest.raises(ValueError, match="class 0 has 120 examples; 150 are needed"):
         kshot_indices(labels, 150)
+
+
+def test_data_root_pairs_name_the_flag_and_the_malformed_pair():
+    with pytest.raises(ValueError, match="^--data_root: 'kinetics' is not a name=folder pair"):
+        data.source_roots("S,kinetics", "S=/x,kinetics")
+    with pytest.raises(ValueError, match="^--data_root: '=/k' is not a name=folder pair"):
+        data.pretraining_items("kinetics", "S=/x,=/k")
+    assert data.source_roots("S,kinetics", "S=/x, kinetics=/k") == {"S": "/x", "kinetics": "/k"}
 
 
 def test_authors_split_selects_their_files_with_their_class_order():

@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -115,6 +116,33 @@ def test_bad_input_stops_with_one_line_naming_it(toy_world, tmp_path, capsys):
         assert words in capsys.readouterr().err
 
 
+def test_a_class_without_a_readable_training_clip_is_one_line_naming_it(toy_world, tmp_path, capsys):
+    """A class would otherwise drop out of training silently and score 0%: its folder empty, or every file of it
+    broken (seen only once they are read)."""
+    import shutil
+    world = tmp_path / "world"
+    shutil.copytree(toy_world[0] / "kinetics", world / "kinetics")
+    train = world / "kinetics" / "train"
+    empty, broken = sorted(os.listdir(train))[:2]
+    shutil.rmtree(train / empty)
+    (train / empty).mkdir()
+    flags = ["--task", "kinetics", "--shots", "2", "--select_shots", "0", "--epochs", "1", "--init", "scratch",
+             "--batch_size", "8"]
+    with pytest.raises(SystemExit):
+        run(world, tmp_path / "empty", *flags)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert repr(empty) in line and "no readable training video" in line
+    (train / empty).rmdir()
+    shutil.copytree(toy_world[0] / "kinetics" / "train" / empty, train / empty)
+    for path in (train / broken).iterdir():
+        path.write_bytes(b"not a video")
+    with pytest.raises(SystemExit):
+        run(world, tmp_path / "broken", *flags)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert repr(broken) in line and "no readable training clip" in line
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL          # a stop inside the loop gives SIGTERM back
+
+
 def test_a_diverging_run_stops_before_it_writes_non_finite_weights(toy_world, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(toy_world[0], tmp_path / "run", "--task", "kinetics", "--shots", "4", "--select_shots", "2",
@@ -155,7 +183,9 @@ def test_a_resumed_run_from_decoded_copies_ends_with_the_same_weights_and_docume
     straight = run(toy_world[0], tmp_path / "straight", *flags, "--epochs", "6")
     # the resumed run keeps its decoded videos on disk: its second half reads them from there, not from the files
     cached = ["--cache_dir", str(tmp_path / "decoded")]
-    run(toy_world[0], tmp_path / "resumed", *flags, *cached, "--epochs", "3")    # stops after 3 epochs
+    steps = straight["steps"] // 2
+    assert run(toy_world[0], tmp_path / "resumed", *flags, *cached, "--epochs", "6", "--stop_at", str(steps)) is None
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == steps
     assert len(os.listdir(tmp_path / "decoded")) > 0
     resumed = run(toy_world[0], tmp_path / "resumed", *flags, *cached, "--epochs", "6", "--resume", "auto")
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)

@@ -86,7 +86,7 @@ def test_write_video_rejects_odd_sizes(tmp_path):
 def test_prepare_mirrors_the_tree_resamples_exactly_and_skips_finished_files(sources, tmp_path):
     dst = tmp_path / "prepared"
     counts = prepare(str(sources), str(dst), workers=2)
-    assert counts == {"done": 3, "skipped": 0, "failed": 0}
+    assert counts == {"done": 3, "skipped": 0, "failed": 0, "redone": 0}
     outputs = [os.path.relpath(p, dst) for p in find_videos(dst)]
     assert outputs == ["c12_s000.mp4", "S/a30_s000.mp4", "S/b25_s000.mp4"]
     for name, fps in (("S/a30_s000.mp4", 30), ("S/b25_s000.mp4", 25), ("c12_s000.mp4", 12)):
@@ -99,7 +99,8 @@ def test_prepare_mirrors_the_tree_resamples_exactly_and_skips_finished_files(sou
         t0 = 6 / 3.75
         src = sources / name.replace("_s000.mp4", ".webm" if fps == 12 else ".mp4")
         assert read_indices(read_clip(dst / name, start=t0)) == read_indices(read_clip(src, start=t0))
-    assert prepare(str(sources), str(dst), workers=2) == {"done": 0, "skipped": 3, "failed": 0}
+    again = prepare(str(sources), str(dst), workers=2)
+    assert again == {"done": 0, "skipped": 3, "failed": 0, "redone": 0}
 
 
 def test_prepare_cuts_long_recordings_into_minute_segments(tmp_path):
@@ -167,3 +168,125 @@ def test_prepare_errors_clearly_on_a_missing_or_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no video files"):
         prepare(str(tmp_path / "empty"), str(tmp_path / "out"))
+
+
+def prepare_command(src, dst, *flags):
+    video_py = os.path.join(ROOT, "video.py")
+    return [sys.executable, video_py, "prepare", str(src), str(dst), "--workers", "1", *flags]
+
+
+def run(command):
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_prepare_refuses_a_destination_in_the_source_and_a_source_in_the_destination(tmp_path):
+    """`prepare s s` overwrote s/a_s000.mp4, a source named like an output of s/a.mp4, and
+    `prepare s s/prepared` prepared its own outputs again on every rerun. Links are followed;
+    nothing is written."""
+    out = tmp_path / "out"
+    raw, link = out / "raw", tmp_path / "link"
+    raw.mkdir(parents=True)
+    write_indexed_video(raw / "a.mp4", 8, 3.75, size=48)
+    write_indexed_video(raw / "a_s000.mp4", 8, 3.75, size=48)           # a source, not an output
+    link.symlink_to(raw)
+    before = sorted(p.name for p in out.rglob("*")), (raw / "a_s000.mp4").read_bytes()
+    cases = [(raw, raw, "DST .* is SRC"), (raw, link, "DST .* is SRC"),
+             (raw, out, "SRC .* inside DST"), (raw, raw / "prepared", "DST .* inside SRC"),
+             (link, raw / "p", "DST .* inside SRC")]
+    for src, dst, message in cases:
+        with pytest.raises(ValueError, match=message):
+            prepare(str(src), str(dst), workers=1)
+    assert (sorted(p.name for p in out.rglob("*")), (raw / "a_s000.mp4").read_bytes()) == before
+    result = run(prepare_command(raw, raw))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: DST {raw} is SRC {raw}"), result.stderr
+
+
+def test_prepare_redoes_a_file_whose_settings_changed_and_removes_its_old_segments(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_indexed_video(src / "v.mp4", 150, 3.75, size=48)              # 40 s
+    first = {"workers": 1, "short_side": 32, "segment_seconds": 10}
+    prepare(str(src), str(dst), **first)
+    assert sorted(p.name for p in dst.glob("*.mp4")) == [f"v_s00{i}.mp4" for i in range(4)]
+    assert prepare(str(src), str(dst), **first)["skipped"] == 1
+    # another short side and segment length: redone, and the old s002 and s003 are gone
+    result = run(prepare_command(src, dst, "--short_side", "48", "--segment_seconds", "20"))
+    assert "prepared 1, already done 0, failed 0" in result.stdout, result.stdout + result.stderr
+    assert sum("old segments were removed" in line for line in result.stdout.splitlines()) == 1
+    marker = json.loads((dst / "v.prepared.json").read_text())
+    assert marker["short_side"] == 48 and marker["segment_seconds"] == 20
+    names = sorted(p.name for p in dst.glob("*.mp4"))
+    assert names == marker["segments"] == ["v_s000.mp4", "v_s001.mp4"]
+    assert read_frames(dst / "v_s000.mp4", [0.0], size=None).shape[1:3] == (48, 48)
+    settings = {"short_side": 48, "segment_seconds": 20}
+    for name, value in (("fps", 1.875), ("gop", 4), ("crf", 30)):      # each setting counts
+        settings[name] = value
+        assert prepare(str(src), str(dst), workers=1, **settings)["redone"] == 1, name
+        assert json.loads((dst / "v.prepared.json").read_text())[name] == value
+    assert read_indices(read_frames(dst / "v_s000.mp4", [0.0, 1 / 1.875], size=None)) == [0, 2]
+
+
+def test_a_rerun_removes_segments_and_partial_files_that_no_valid_marker_lists(tmp_path):
+    """A run killed after its segments but before its marker, rerun with another --segment_seconds,
+    left the old segments under real names: the loaders found 8 files where the marker lists 2."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_indexed_video(src / "v.mp4", 150, 3.75, size=48)              # 40 s
+    prepare(str(src), str(dst), workers=1, short_side=32, segment_seconds=5)
+    assert len(list(dst.glob("v_s*.mp4"))) == 8
+    (dst / "v.prepared.json").unlink()                                  # as if killed before it
+    leftover = (dst / "v_s007.mp4").read_bytes()
+    (dst / ".v_s009.mp4.partial").write_bytes(leftover)                 # killed runs' half files
+    (dst / ".gone_s000.mp4.partial").write_bytes(leftover)
+    (dst / "v.prepared.json.partial").write_text("{")
+    settings = {"workers": 1, "short_side": 32, "segment_seconds": 20}
+    assert prepare(str(src), str(dst), **settings)["done"] == 1
+    marker = json.loads((dst / "v.prepared.json").read_text())
+    assert marker["segments"] == ["v_s000.mp4", "v_s001.mp4"]
+    assert [os.path.basename(p) for p in find_videos(dst)] == marker["segments"]
+    names = sorted(p.name for p in dst.iterdir() if p.name != ".lock")
+    assert names == sorted(marker["segments"] + ["v.prepared.json"])
+    # a segment that the valid marker does not list goes too, though the file is already done
+    (dst / "v_s005.mp4").write_bytes(leftover)
+    assert prepare(str(src), str(dst), **settings)["skipped"] == 1
+    assert sorted(p.name for p in dst.glob("*.mp4")) == marker["segments"]
+
+
+def test_prepare_into_a_file_or_a_read_only_folder_is_one_line(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_indexed_video(src / "v.mp4", 8, 3.75, size=48)
+    write_indexed_video(tmp_path / "x.mp4", 8, 3.75, size=48)
+    cases = [(tmp_path / "x.mp4", "is a file, not a folder")]
+    if os.geteuid() != 0:                                               # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        cases.append((tmp_path / "ro", "cannot be written to"))
+    for dst, message in cases:
+        result = run(prepare_command(src, dst))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: DST {dst}") and message in lines[0], result.stderr
+
+
+def test_two_prepares_into_one_folder_cannot_both_write(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_indexed_video(src / "v.mp4", 8, 3.75, size=48)
+    hold = ("import sys, time; from training import hold_folder; "
+            "hold_folder(sys.argv[1], flag='DST'); print('held', flush=True); time.sleep(300)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(dst)], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run(prepare_command(src, dst))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert f"DST {dst} is in use by process {holder.pid}" in lines[0]
+        assert sorted(p.name for p in dst.iterdir()) == [".lock"]           # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    assert prepare(str(src), str(dst), workers=1)["done"] == 1              # free once it is gone
+    assert [os.path.relpath(p, dst) for p in find_videos(dst)] == ["v_s000.mp4"]  # .lock: no video

@@ -137,9 +137,9 @@ class Job:
         return shlex.join(["python"] + self.command)
 
 
-def data_hours(world):
+def data_hours(world, seed=0):
     """Hours of each pretraining source, measured on the very files pretrain.py will pick, and the fraction of the
-    Kinetics-like set with the hours of 10% of S."""
+    Kinetics-like set with the hours of 10% of S (its clips drawn at random with the pretraining's --seed)."""
     durations = {}
 
     def video_hours(items):
@@ -157,23 +157,25 @@ def data_hours(world):
         hours[name] = video_hours(fraction_subset(S, frac, "prefix"))
     hours["SImg"] = hours["S"]
     k_frac = round(min(1.0, hours["S10"] / hours["K"]), 4)
-    hours["Kmatched"] = video_hours(fraction_subset(K, k_frac, "random", seed=0))   # --frac_mode random --seed 0
+    hours["Kmatched"] = video_hours(fraction_subset(K, k_frac, "random", seed=seed))    # --frac_mode random --seed
     return hours, k_frac
 
 
-def pretraining_jobs(world, out, hours, k_frac, steps=PRETRAIN_STEPS):
-    """The pretraining of every condition, and of S continued on the center mask (half as many steps again)."""
-    jobs = {}
+def pretraining_jobs(world, out, hours, k_frac, steps=PRETRAIN_STEPS, seed=0):
+    """The pretraining of every condition, and of S continued on the center mask (half as many steps again). A seed
+    other than 0 is a second pretraining of the same conditions: its runs are OUT/pt_<condition>_seed<seed>."""
+    jobs, tag = {}, "" if seed == 0 else f"_seed{seed}"
     for cond, (label, data_flags) in CONDITIONS.items():
-        jobs[cond] = Job(f"pt_{cond}", ["pretrain.py", "--setting", "toy", *data_flags(world, k_frac), "--steps",
-                                        str(steps), "--cache", "--seed", "0", "--out", f"{out}/pt_{cond}", "--resume",
-                                        "auto"], info=dict(kind="pretrain", cond=cond, label=label, hours=hours[cond]))
+        jobs[cond] = Job(f"pt_{cond}{tag}", ["pretrain.py", "--setting", "toy", *data_flags(world, k_frac), "--steps",
+                                             str(steps), "--cache", "--seed", str(seed), "--out",
+                                             f"{out}/pt_{cond}{tag}", "--resume", "auto"],
+                         info=dict(kind="pretrain", cond=cond, label=label, hours=hours[cond], seed=seed))
     label, mask_flags = CENTER
-    jobs["Scenter"] = Job("pt_Scenter", ["pretrain.py", "--setting", "toy", *CONDITIONS["S"][1](world, k_frac),
-                                         "--init", f"{out}/pt_S/checkpoint.pt", *mask_flags, "--steps",
-                                         str(max(1, steps // 2)), "--cache", "--seed", "0", "--out",
-                                         f"{out}/pt_Scenter", "--resume", "auto"], ("pt_S",),
-                          dict(kind="pretrain", cond="Scenter", label=label, hours=hours["S"]))
+    jobs["Scenter"] = Job(f"pt_Scenter{tag}", ["pretrain.py", "--setting", "toy", *CONDITIONS["S"][1](world, k_frac),
+                                                "--init", f"{out}/pt_S{tag}/checkpoint.pt", *mask_flags, "--steps",
+                                                str(max(1, steps // 2)), "--cache", "--seed", str(seed), "--out",
+                                                f"{out}/pt_Scenter{tag}", "--resume", "auto"], (f"pt_S{tag}",),
+                          dict(kind="pretrain", cond="Scenter", label=label, hours=hours["S"], seed=seed))
     return [jobs[cond] for cond in PRETRAIN_ORDER]
 
 
@@ -238,14 +240,15 @@ def study(args, hours, k_frac):
     # Result 4: the S model, continued on the center mask, fills in the middle of clips of children A and Y, whom it
     # never saw
     jobs.append(Job("interpolate", ["interpolate.py", "--setting", "toy", "--ckpt", pretrained_model(args, "Scenter"),
-                                    "--world", w, "--child", "A,Y", "--clips", str(args.clips), "--out",
-                                    runs("interpolate")], deps_of("Scenter"), dict(kind="interpolate")))
+                                    "--world", w, "--child", "A,Y", "--clips", str(args.clips), "--overwrite",
+                                    "--out", runs("interpolate")], deps_of("Scenter"), dict(kind="interpolate")))
     # Result 5: the OOD sets, S-Vid vs S-Img, one pair per finetuning seed (attention maps for the first)
     for seed in range(args.seeds):
         pair = (f"ft_S_imagenet_2pct_s{seed}", f"ft_SImg_imagenet_2pct_s{seed}")
         jobs.append(Job(f"ood_s{seed}", ["eval_ood.py", "--setting", "toy", "--data_root", f"{w}/ood", "--ckpt",
                                          *[f"{runs(r)}/best.pt" for r in pair], "--names", "S-Vid|S-Img",
-                                         *(["--attention"] if seed == 0 else []), "--out", runs(f"ood_s{seed}")],
+                                         *(["--attention"] if seed == 0 else []), "--overwrite", "--out",
+                                         runs(f"ood_s{seed}")],
                         pair, dict(kind="ood", seed=seed)))
     return jobs
 
@@ -333,15 +336,15 @@ def run_jobs(jobs, args, prune=True):
     return state, ran, redone
 
 
-def prepare_world(world):
-    """The toy world, written once (about 3 minutes) unless it is there; returns data_hours(world)."""
+def prepare_world(world, seed=0):
+    """The toy world, written once (about 3 minutes) unless it is there; returns data_hours(world, seed)."""
     if not os.path.exists(os.path.join(world, "world.json")):
         print(f"no toy world at {world}: writing it (python -m toy.world --out {world})")
         command = [sys.executable, "-m", "toy.world", "--out", os.path.abspath(world)]
         if subprocess.run(command, cwd=ROOT).returncode:
             fail(f"python -m toy.world could not write {world}")
     try:
-        return data_hours(world)
+        return data_hours(world, seed)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
 
