@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from toy import WORLD
+from settings import TOY_WORLD
 from training import ignore_stop_signals
 from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, clip_times, is_video, read_clip,
                    read_frames, read_image)
@@ -198,7 +198,7 @@ def source_items(source, root=None, seed=0) -> Items:
     """The videos of one source: a headcam child or children (S, A, Y, SAY), Kinetics (or its 200-hour subset), the
     toy world's child S, or any folder of videos."""
     if source == "toy":                                            # the toy world's child S
-        root = root or WORLD
+        root = root or TOY_WORLD
         if not os.path.isdir(os.path.join(root, "saycam")):
             raise FileNotFoundError(f"no toy world at {root}: make one with `python -m toy.world --out {root}`")
         return headcam_items(os.path.join(root, "saycam"), "S")

@@ -40,13 +40,14 @@ from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment
 from data import ASSETS, IMAGE_EXTENSIONS, ImageClipDataset, Unreadable, make_items, make_loader, require_dir
 from figures import plt, to_pixels  # figures.py has chosen matplotlib's file-only backend
 from checkpoints import load_checkpoint, load_model, read_checkpoint
-from toy import FRAME, WORLD
+from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from training import (ArgumentParser, Processes, autocast_for, check_results_folder, fail, fraction, hold_folder,
-                      nonnegative_int, parse_with_settings, positive_int, run_script)
+                      nonnegative_int, positive_int, run_script)
 
 SETTINGS = {
     "paper": {},
-    "toy": dict(data_root=os.path.join(WORLD, "ood"), canvas=FRAME, eval_crop=1.0, workers=0, batch_size=128),
+    "toy": dict(data_root=os.path.join(TOY_WORLD, "ood"), canvas=TOY_FRAME, eval_crop=1.0, workers=0,
+                batch_size=128),
 }
 NORMALISATION = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "video": (VIDEO_MEAN, VIDEO_STD)}
 

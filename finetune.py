@@ -41,10 +41,10 @@ from data import (ClipDataset, ImageClipDataset, authors_split, empty_classes, f
 from figures import curves, embedding_panels
 from checkpoints import checkpoint_config, load_checkpoint, load_model, resolve_checkpoint
 from model import VideoClassifier, frame_by_frame, make_config, param_groups
-from toy import FRAME, WORLD
+from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from training import (ArgumentParser, Processes, RunLog, StepSampler, StopRequests, all_finite, autocast_for,
                       check_out_folder, check_resumed_flags, fail, fraction, generator, hold_folder, learning_rate,
-                      learning_rate_flag, nonnegative_float, nonnegative_int, parse_with_settings, positive_float,
+                      learning_rate_flag, nonnegative_float, nonnegative_int, positive_float,
                       positive_int, prepare_run_folder, release_folder, require_order, rng_states, run_script,
                       save_checkpoint, seed_int, set_lr, set_rng_states, unit_interval, unwrap)
 
@@ -56,8 +56,8 @@ TASKS = {  # task: (training split, validation split, flip when training, normal
 SETTINGS = {
     "paper": {},
     # the toy world on a 2-core CPU: its folders, the toy preset from scratch, clips cached in memory
-    "toy": dict(world=WORLD, preset="toy", img_size=FRAME, canvas=FRAME, eval_crop=1.0, workers=0, cache=True,
-                lr=1e-3, epochs=40, eval_batch=128),
+    "toy": dict(world=TOY_WORLD, preset="toy", img_size=TOY_FRAME, canvas=TOY_FRAME, eval_crop=1.0, workers=0,
+                cache=True, lr=1e-3, epochs=40, eval_batch=128),
 }
 # A resumed run continues one run: every flag must be the checkpoint's but these (where things are, how they are
 # read and how fast, and the arithmetic's precision)

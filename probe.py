@@ -33,15 +33,15 @@ from augment import augment
 from checkpoints import load_model, read_checkpoint
 from data import ClipDataset, kinetics_items, make_loader, ssv2_items
 from model import VisionTransformer, frame_by_frame, make_config
-from toy import FRAME, WORLD
+from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from training import (ArgumentParser, Processes, autocast_for, check_out_folder, fail, fraction, nonnegative_int,
-                      parse_with_settings, positive_float, positive_int, run_script)
+                      positive_float, positive_int, run_script)
 from video import CLIP_FRAMES
 
 SPLITS = {"ssv2": (ssv2_items, "train", "validation"), "kinetics": (kinetics_items, "train", "val")}
 SETTINGS = {
     "paper": {},
-    "toy": dict(world=WORLD, task="ssv2,kinetics", canvas=FRAME, eval_crop=1.0, workers=0),
+    "toy": dict(world=TOY_WORLD, task="ssv2,kinetics", canvas=TOY_FRAME, eval_crop=1.0, workers=0),
 }
 
 

@@ -5,8 +5,9 @@ The toy world and the paper in miniature: everything here runs on a laptop CPU, 
     python -m toy.miniature                  # miniature.py: all five results of the paper on it; report.py writes it up
 
 shapes.py is the drawing kit, kinetics.py the Kinetics-like set, images.py the object images and their OOD
-versions. The two facts below are shared by the world and by every chapter's `--setting toy` bundle.
+versions. The world's folder and frame size are the `--setting toy` bundles' own, read from settings.py.
 """
 
-WORLD = "toyworld"          # where the toy world is written, and where --setting toy looks for it
-FRAME = 64                  # the toy world's frames are 64x64: the canvas and the clip size, seen whole (no crop)
+from settings import TOY_FRAME as FRAME, TOY_WORLD as WORLD      # the --setting toy bundles' own values
+
+__all__ = ["FRAME", "WORLD"]
