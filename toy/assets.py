@@ -3,6 +3,7 @@ The paper in miniature's pretrained models, made once by this command and shippe
 
     python -m toy.assets                      # every condition, 7,200 steps each: hours on a 2-core CPU (resumable)
     python -m toy.assets --conditions Kmatched,S10   # some of them (the others' files stay as they are)
+    python -m toy.assets --seed 1 --conditions S,SImg  # a second pretraining seed, into assets/toy/seed1/
     python -m toy.assets --steps 3 --out O --assets A --world W       # the same at a tiny size (the test)
 
 An MAE on the toy world helps few-shot finetuning only after thousands of steps, more than the study's hour on a CPU
@@ -35,7 +36,9 @@ def parse_args(argv=None):
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--world", default=WORLD, help="the toy world (made with `python -m toy.world` if it is not there)")
     p.add_argument("--out", default="runs/assets", help="the pretraining runs' folders, their logs and state")
-    p.add_argument("--assets", default=ASSETS, help="where the shipped files are written")
+    p.add_argument("--assets", default=None, help="where the shipped files are written (default: assets/toy, and "
+                   "assets/toy/seed<N> for --seed N other than 0)")
+    p.add_argument("--seed", type=int, default=0, help="the pretraining seed (pretrain.py --seed)")
     p.add_argument("--steps", type=positive_int, default=PRETRAIN_STEPS, help="steps of every pretraining")
     p.add_argument("--conditions", default=",".join(PRETRAIN_ORDER), help="which conditions, comma-separated")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs side by side")
@@ -43,6 +46,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
     args.conditions = args.conditions.split(",")
+    if args.seed < 0:
+        p.error(f"--seed {args.seed}: must be 0 or more")
+    args.assets = args.assets or (ASSETS if args.seed == 0 else os.path.join(ASSETS, f"seed{args.seed}"))
     unknown = sorted(set(args.conditions) - set(PRETRAIN_ORDER))
     if unknown:
         p.error(f"--conditions: no condition {', '.join(unknown)} (there are {', '.join(PRETRAIN_ORDER)})")
@@ -76,8 +82,8 @@ def main(args):
     began = time.time()
     check_out_folder(args.out)
     check_out_folder(args.assets, flag="--assets")
-    hours, k_frac = prepare_world(args.world)
-    jobs = [job for job in pretraining_jobs(args.world, args.out, hours, k_frac, args.steps)
+    hours, k_frac = prepare_world(args.world, args.seed)
+    jobs = [job for job in pretraining_jobs(args.world, args.out, hours, k_frac, args.steps, args.seed)
             if job.info["cond"] in args.conditions]
     print(f"the study's pretraining: {len(jobs)} runs of {args.steps} steps, {args.jobs} at a time with {args.threads} "
           f"thread(s) each; runs in {args.out}, logs in {args.out}/logs")
@@ -96,7 +102,7 @@ def main(args):
         shutil.copy(os.path.join(run, "reconstruction.png"), os.path.join(args.assets, f"{cond}.png"))
         made[cond] = {**asset["made_by"], "jobs": args.jobs, "threads": args.threads, "cpu": cpu_name()}
     with open(record_path, "w") as f:                   # seconds of training, summed over resumes: the honest cost
-        json.dump({"steps": args.steps, "files": made}, f, indent=1)
+        json.dump({"steps": args.steps, "seed": args.seed, "files": made}, f, indent=1)
     print(f"done in {(time.time() - began) / 60:.1f} min: {len(jobs)} files in {args.assets} ({record_path})")
 
 
