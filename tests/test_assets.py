@@ -12,8 +12,8 @@ import torch
 import pretrain
 from checkpoints import load_model
 from model import MaskedAutoencoder, make_config
+from runs import RunLog
 from toy.miniature import ASSETS, PRETRAIN_ORDER, PRETRAIN_STEPS
-from training import RunLog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, ASSETS)
@@ -86,3 +86,23 @@ def test_the_command_that_made_a_shipped_model_reproduces_its_first_steps(cond, 
         assert again["step"] == first["step"]
         assert again["loss"] == pytest.approx(first["loss"], abs=1e-5), (again, first)
         assert again["grad_norm"] == pytest.approx(first["grad_norm"], abs=1e-4), (again, first)
+
+
+SECOND_SEEDS = sorted((int(name[4:]), cond) for name in os.listdir(SHIPPED) if name.startswith("seed")
+                      for cond in json.load(open(os.path.join(SHIPPED, name, "made.json")))["files"])
+
+
+@pytest.mark.parametrize("seed, cond", SECOND_SEEDS, ids=[f"seed{s}-{c}" for s, c in SECOND_SEEDS])
+def test_a_second_pretraining_seed_is_the_same_command_with_another_seed_and_other_weights(seed, cond):
+    """assets/toy/seed<N>/ (python -m toy.assets --seed N): each file is its condition's command with --seed N,
+    the same model, and weights of its own."""
+    folder = os.path.join(SHIPPED, f"seed{seed}")
+    ckpt = torch.load(os.path.join(folder, f"{cond}.pt"), map_location="cpu", weights_only=False)
+    made_by, first = ckpt["made_by"], shipped(cond)
+    assert ckpt["args"] == command_args(made_by) and ckpt["args"]["seed"] == seed
+    differs = {k for k in ckpt["args"] if ckpt["args"][k] != first["args"][k]} - {"seed", "out"}
+    assert differs <= {"data_frac"} and (not differs or cond == "Kmatched")  # Kmatched: its seed's random draw
+    assert ckpt["step"] == first["step"] and load_model(os.path.join(folder, f"{cond}.pt")).cfg == \
+        load_model(os.path.join(SHIPPED, f"{cond}.pt")).cfg
+    assert not torch.equal(ckpt["model"]["blocks.0.attn.qkv.weight"], first["model"]["blocks.0.attn.qkv.weight"])
+    assert os.path.getsize(os.path.join(folder, f"{cond}.png")) > 1000
