@@ -20,26 +20,26 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from augment import VIDEO_MEAN, VIDEO_STD, augment, sample_crops
+from augment import VIDEO_MEAN, VIDEO_STD, augment
 from data import ClipDataset, first_readable, make_loader, pretraining_items
 from figures import completion_rows, curves
 from mask import make_mask
 from checkpoints import checkpoint_config, load_checkpoint, load_model
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
+from runs import (RunLog, StopRequests, all_finite, check_out_folder, check_resumed_flags,
+                  hold_folder, prepare_run_folder, release_folder, save_checkpoint)
 from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
-from training import (ArgumentParser, Processes, RunLog, StepSampler, StopRequests, all_finite, autocast_for,
-                      check_out_folder, check_resumed_flags, fail, final_learning_rate_flag, fraction, generator,
-                      hold_folder, learning_rate, learning_rate_flag, nonnegative_float, nonnegative_int,
-                      open_fraction, positive_float, positive_int, prepare_run_folder,
-                      release_folder, require_order, resolve_precision, run_script, save_checkpoint, seed_int, set_lr,
-                      unwrap)
+from step import backward, global_batch_crops, my_slice, next_readable, update
+from training import (ArgumentParser, Processes, StepSampler, fail, final_learning_rate_flag,
+                      fraction, generator, learning_rate, learning_rate_flag, nonnegative_float,
+                      nonnegative_int, open_fraction, positive_float, positive_int, require_order,
+                      resolve_precision, run_script, seed_int, set_lr, unwrap)
 
 # Bundles of defaults. The argparse defaults below are the paper's; a setting replaces some of them.
 SETTINGS = {
@@ -53,11 +53,12 @@ SETTINGS = {
                 batch_videos=8, repeats=4, lr=3e-3, mask_ratio=0.75, schedule="cosine", warmup_steps=100, steps=1800,
                 clip_grad=1.0, workers=1, log_every=25, figure_every=500, save_every=250),
 }
-# A resumed run continues one run: every flag must be the checkpoint's but these (where things are, how the work is
-# spread, when to stop and what to write along the way). The batch may change with the number of GPUs: a note says so.
+# A resumed run continues one run: every flag must be the checkpoint's but these (where things are, how the work
+# is spread, when to stop, what to write along the way, and the lr and clipping: lowering them is how a run that
+# diverged gets past the spot). The batch may change with the number of GPUs: a note says so.
 MAY_CHANGE = {"data_root", "workers", "cache", "batch_videos", "accum", "steps", "epochs", "stop_at", "max_minutes",
               "precision", "compile", "activation_checkpointing", "device", "out", "resume", "overwrite", "init",
-              "log_every", "save_every", "figure_every", "setting"}
+              "log_every", "save_every", "figure_every", "setting", "lr", "min_lr", "clip_grad"}
 # Memory for one step's clips may not exceed this share of the machine's, checked before anything is allocated
 MEMORY_SHARE = 0.5
 
@@ -177,42 +178,174 @@ def check_same_model(flag, config, cfg):
 
 
 def global_batch_views(clips, keys, procs, args, cfg):
-    """This process's augmented views and masks. The crops, flips and masks are drawn for the *global* batch, keyed
-    by (seed, step, micro-batch), and each process takes its slice: so N processes on N batches make exactly the
-    update of one process on all of them, and a resumed run draws what an uninterrupted one draws."""
+    """This process's augmented views and masks, drawn for the global batch and sliced (step.py says why)."""
     n, device = clips.shape[0], clips.device                                # clips: (n, T, S, S, 3) uint8
-    boxes, flips = sample_crops(n * procs.world, tuple(args.crop_scale), flip=True, device=device,
-                                generator=generator(device, *keys, "crop"))
-    mine = slice(procs.rank * n, (procs.rank + 1) * n)
-    video = augment(clips, train=True, img_size=args.img_size, crops=(boxes[mine], flips[mine]))   # (n, 3, T, H, W)
+    crops = global_batch_crops(n, procs, keys, args.crop_scale, True, device)
+    video = augment(clips, train=True, img_size=args.img_size, crops=crops)           # (n, 3, T, H, W)
     mask = make_mask(args.mask_type, n * procs.world, cfg.grid, args.mask_ratio, device,
                      generator(device, *keys, "mask"))
+    mine = my_slice(n, procs)
     return video, mask.ids_keep[mine], mask.ids_restore[mine]              # (n, L_keep), (n, L)
 
+# -----------------------------------------------------------------------------
+# one step
 
-def main(args):
-    procs = Processes(args.device)
-    device = procs.device
-    check_out_folder(args.out)                          # before any work; the folder is made once the checks pass
-    check_memory(args, procs)
+
+def train_step(model, optimizer, scaler, batches, step, total_steps, procs, args, cfg, unreadable):
+    """One optimisation step. Each of --accum micro-batches: the next --batch_videos videos of this process, R views
+    of each, every view with 90% (--mask_ratio) of its tokens hidden; the MAE predicts the hidden pixels and its
+    loss's gradient is added up. Then one clipped AdamW update. Returns the micro-batches' summed loss and whether
+    the gradient was not finite, as tensors on the device (no host sync)."""
+    lr = learning_rate(step, args.lr, args.schedule, args.warmup_steps, total_steps, args.min_lr)
+    set_lr(optimizer, lr)
+    loss_sum = torch.zeros((), device=procs.device)
+    for micro in range(args.accum):
+        batch = next_readable(batches, unreadable)
+        clips = batch.clips.to(procs.device, non_blocking=True)            # (B*R, T, S, S, 3) uint8
+        video, ids_keep, ids_restore = global_batch_views(clips, (args.seed, step, micro), procs, args, cfg)
+        # video (B*R, 3, T, H, W); ids_keep (B*R, L_keep): the visible tokens; ids_restore (B*R, L)
+        forward = lambda: model(video, ids_keep=ids_keep, ids_restore=ids_restore)[0]   # the loss
+        loss_sum += backward(model, procs, micro, args.accum, args.precision, forward, scaler).float()
+    grad_norm = update(model, optimizer, args.clip_grad, scaler)
+    # fp16's scaler skips a non-finite step itself and lowers its scale; in bf16 and fp32 it stops the run
+    nonfinite = torch.zeros((), device=procs.device) if scaler.is_enabled() else (~torch.isfinite(grad_norm)).float()
+    return loss_sum, nonfinite, grad_norm
+
+# -----------------------------------------------------------------------------
+# the run
+
+
+class Run:
+    """What the loop keeps and writes as it goes: the model and its optimizer, the checkpoint, the log, the figures,
+    the progress bar, and the newest checkpoint known to be sound (named when a run must stop)."""
+
+    def __init__(self, args, procs, cfg, model, optimizer, scaler, restored, figure, global_videos, total_steps):
+        self.args, self.procs, self.cfg = args, procs, cfg
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.start_step, self.seconds_before, resume = restored
+        self.figure, self.global_videos, self.total_steps = figure, global_videos, total_steps
+        self.checkpoint, self.last_good = os.path.join(args.out, "checkpoint.pt"), resume
+        self.log = RunLog(os.path.join(args.out, "log.jsonl"), procs.main, self.start_step if resume else None)
+        self.bar = tqdm(total=total_steps, initial=self.start_step, disable=not procs.main, desc="pretrain",
+                        dynamic_ncols=True)
+        self.began = time.time()
+
+    def stop(self, reason, step):
+        self.bar.close()
+        good = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
+        lr = self.optimizer.param_groups[0]["lr"]
+        fail(f"{reason} at step {step} (lr {lr:.2e}); stopping without saving; {good}")
+
+    def check(self, running, step):
+        """The mean loss since the last check, on every process; stops the run on a non-finite loss or gradient,
+        before anything is written. A host sync: only when the run logs or saves."""
+        totals = running.clone()                                            # (loss, micro-batches, non-finite)
+        if self.procs.world > 1:
+            torch.distributed.all_reduce(totals)
+        mean_loss = (totals[0] / totals[1]).item()
+        if not math.isfinite(mean_loss):
+            self.stop(f"the loss is {mean_loss}", step)
+        if totals[2] > 0:
+            self.stop("the gradient is not finite", step)
+        return mean_loss
+
+    def save(self, step):
+        model, args = unwrap(self.model), self.args
+        if not all_finite(model.parameters()):                              # never write a NaN over a good one
+            self.stop("the weights are not finite", step)
+        state = {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "step": step, "global_videos": self.global_videos,
+                 "args": vars(args), "seconds": round(self.seconds_before + time.time() - self.began, 1),
+                 "config": checkpoint_config(model, preset=args.preset, mask_ratio=args.mask_ratio, data=args.data)}
+        try:
+            save_checkpoint(self.checkpoint, state)
+        except OSError as e:                                                # a full disk: the last one stays whole
+            self.stop(str(e), step)
+        self.last_good = self.checkpoint
+
+    def draw(self, step):
+        video, ids_keep, ids_restore = self.figure
+        model = unwrap(self.model).eval()
+        masked, filled = model.fill_in(video, ids_keep, ids_restore)
+        completion_rows(video[0], masked[0], filled[0], VIDEO_MEAN, VIDEO_STD,
+                        os.path.join(self.args.out, "reconstruction.png"),
+                        f"{self.args.data}, step {step}, {self.args.mask_ratio:.0%} of tokens hidden")
+        model.train()
+        curves(self.log.records(), ["loss"], os.path.join(self.args.out, "loss.png"))
+
+
+def train(run, batches, sampler, unreadable):
+    """Steps until the last one, --stop_at, --max_minutes or a signal, checking, logging, saving and drawing along
+    the way. Returns the step it ended at and whether a signal (SIGTERM, Ctrl-C) ended it."""
+    args, procs, device = run.args, run.procs, run.procs.device
+    running = torch.zeros(3, device=device)          # summed on the device: loss, micro-batches, non-finite steps
+    new_unreadable, last_time, last_step = set(), time.time(), run.start_step
+    step, asked, requests = run.start_step, False, StopRequests()           # SIGTERM, Ctrl-C: stop after the step
+    while step < run.total_steps:
+        step_began = time.time()
+        loss_sum, nonfinite, grad_norm = train_step(run.model, run.optimizer, run.scaler, batches, step,
+                                                    run.total_steps, procs, args, run.cfg, new_unreadable)
+        running[0] += loss_sum
+        running[1] += args.accum
+        running[2] += nonfinite
+        step += 1
+        run.bar.update(1)
+        # --max_minutes: stop when one more step like this one would end past the limit (the setup counts too)
+        now = time.time()
+        late = args.max_minutes is not None and now + (now - step_began) - procs.started > 60 * args.max_minutes
+        asked, late = procs.any(requests.signal is not None, late)          # every process stops at the same step
+        stopping = step in (run.total_steps, args.stop_at) or asked or late
+        logging = step % args.log_every == 0 or stopping
+        if logging or step % args.save_every == 0 or device.type == "cpu":
+            mean_loss = run.check(running, step)
+        if logging:
+            if procs.world > 1:
+                gathered = [None] * procs.world
+                torch.distributed.all_gather_object(gathered, new_unreadable)
+                new_unreadable = {path for part in gathered for path in part}
+            unreadable.update(new_unreadable)
+            new_unreadable = set()
+            running.zero_()
+            now = time.time()
+            clips_per_s = (step - last_step) * run.global_videos * args.repeats / (now - last_time)
+            last_time, last_step = now, step
+            run.log.write(step=step, loss=round(mean_loss, 5), lr=run.optimizer.param_groups[0]["lr"],
+                          grad_norm=round(float(grad_norm), 4), clips_per_s=round(clips_per_s, 1),
+                          epoch=round(sampler.epoch_at(step * args.accum), 3), unreadable_files=len(unreadable))
+            run.bar.set_postfix(loss=f"{mean_loss:.4f}", clips_s=f"{clips_per_s:.0f}")
+        if procs.main and (step % args.save_every == 0 or stopping):
+            run.save(step)
+        if procs.main and (step % args.figure_every == 0 or stopping):
+            run.draw(step)
+        if stopping:
+            break
+    run.bar.close()
+    requests.close()
+    return step, asked, requests
+
+# -----------------------------------------------------------------------------
+# setting up
+
+
+def find_data(args):
     try:
-        items = pretraining_items(args.data, args.data_root, args.data_frac, args.frac_mode, args.seed)
+        return pretraining_items(args.data, args.data_root, args.data_frac, args.frac_mode, args.seed)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+
+
+def model_config(args):
     try:
-        cfg = make_config(args.preset, patch=args.patch, img_size=args.img_size, frames=args.frames,
-                          t_patch=args.t_patch, decoder_heads=args.decoder_heads)
+        return make_config(args.preset, patch=args.patch, img_size=args.img_size, frames=args.frames,
+                           t_patch=args.t_patch, decoder_heads=args.decoder_heads)
     except ValueError as e:
         fail(f"--preset {args.preset} with these flags: {e}")
-    torch.manual_seed(args.seed)                                            # the same initial weights on every rank
-    model = MaskedAutoencoder(cfg).to(device)
-    scaler = torch.amp.GradScaler(enabled=resolve_precision(device, args.precision) == "fp16")
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=tuple(args.betas),
-                                  fused=device.type == "cuda")
-    global_videos = args.batch_videos * procs.world * args.accum            # videos per optimisation step
-    total_steps = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * len(items) / global_videos))
 
-    start_step, seconds_before, resume = 0, 0.0, args.resume                # seconds: of training, over resumes
+
+def restore(args, procs, cfg, model, optimizer, scaler, global_videos):
+    """Continue --resume's checkpoint (its weights, optimizer and step) or start from --init's weights, or from
+    scratch. Returns (the step to start at, seconds of training before, the checkpoint continued or None)."""
+    resume = args.resume
     if resume == "auto":
         found = os.path.join(args.out, "checkpoint.pt")
         resume = found if os.path.exists(found) else None
@@ -220,7 +353,7 @@ def main(args):
                     f"--resume auto: no checkpoint in {args.out}, starting at step 0")
     try:
         if resume:
-            state = load_checkpoint(resume, device)
+            state = load_checkpoint(resume, procs.device)
             if not isinstance(state.get("model"), dict):
                 fail(f"--resume {resume}: not a pretrain.py checkpoint (its 'model' is not a model's weights)")
             check_same_model(f"--resume {resume}", state.get("config", {}), cfg)
@@ -228,11 +361,11 @@ def main(args):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
-            start_step, seconds_before = state["step"], state.get("seconds", 0.0)
             if state.get("global_videos") != global_videos:
                 procs.print(f"note: {resume} was trained with {state.get('global_videos')} videos per step, this run "
                             f"takes {global_videos}: the data order will differ from the original run's")
-        elif args.init:                     # ours or the authors' (its config read off the shapes), a file or a name
+            return state["step"], state.get("seconds", 0.0), resume
+        if args.init:                       # ours or the authors' (its config read off the shapes), a file or a name
             init = load_model(args.init, kind="mae")
             check_same_model(f"--init {args.init}", asdict(init.cfg), cfg)
             model.load_state_dict(init.state_dict())
@@ -242,8 +375,26 @@ def main(args):
         fail(f"--resume {resume}: not a pretrain.py checkpoint (it has no {e})")
     except RuntimeError as e:                                               # load_state_dict: another model's keys
         fail(f"--resume {resume}: its weights are not this model's ({str(e).splitlines()[0].rstrip(':.')})")
+    return 0, 0.0, None
+
+
+def main(args):
+    procs = Processes(args.device)
+    device = procs.device
+    check_out_folder(args.out)                          # before any work; the folder is made once the checks pass
+    check_memory(args, procs)
+    items, cfg = find_data(args), model_config(args)
+    torch.manual_seed(args.seed)                                            # the same initial weights on every rank
+    model = MaskedAutoencoder(cfg).to(device)
+    scaler = torch.amp.GradScaler(enabled=resolve_precision(device, args.precision) == "fp16")
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=tuple(args.betas),
+                                  fused=device.type == "cuda")
+    global_videos = args.batch_videos * procs.world * args.accum            # videos per optimisation step
+    total_steps = args.steps or max(1, math.ceil(args.epochs * len(items) / global_videos))
+    restored = restore(args, procs, cfg, model, optimizer, scaler, global_videos)
+    start_step = restored[0]
     if args.stop_at is not None and args.stop_at <= start_step:
-        fail(f"--stop_at {args.stop_at}: {resume} is at step {start_step} already")
+        fail(f"--stop_at {args.stop_at}: {restored[2]} is at step {start_step} already")
     try:
         figure, skipped = figure_clip(items, args, cfg, device)             # also: is any file readable?
     except FileNotFoundError as e:
@@ -261,128 +412,26 @@ def main(args):
                           num_frames=args.frames, size=args.canvas, cache=args.cache)
     sampler = StepSampler(len(items), args.batch_videos, procs.rank, procs.world, args.seed, start_step * args.accum)
     batches = iter(make_loader(dataset, args.batch_videos, shuffle=False, workers=args.workers, sampler=sampler))
-    log = RunLog(os.path.join(args.out, "log.jsonl"), procs.main, start_step if resume else None)
-    checkpoint = os.path.join(args.out, "checkpoint.pt")
-    last_good = resume                                                      # the newest checkpoint known to be sound
-    procs.print(f"pretraining {args.preset} ({sum(p.numel() for p in unwrap(model).parameters()) / 1e6:.1f}M "
+    procs.print(f"pretraining {args.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
                 f"parameters) on {len(items)} videos of {args.data}, {procs.world} process(es) on {device}, "
                 f"{global_videos * args.repeats} clips per step, steps {start_step}..{total_steps}, out: {args.out}")
-
-    def stop(reason):
-        bar.close()
-        good = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
-        fail(f"{reason} at step {step} (lr {optimizer.param_groups[0]['lr']:.2e}); stopping without saving; {good}")
-
-    def save(step):
-        if not all_finite(unwrap(model).parameters()):                      # never write a NaN over a good checkpoint
-            stop("the weights are not finite")
-        try:
-            save_checkpoint(checkpoint, {
-                "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "global_videos": global_videos, "args": vars(args),
-                "seconds": round(seconds_before + time.time() - began, 1),
-                "config": checkpoint_config(unwrap(model), preset=args.preset, mask_ratio=args.mask_ratio,
-                                            data=args.data)})
-        except OSError as e:                                                # a full disk: the last one stays whole
-            stop(str(e))
-
-    def draw(step):
-        video, ids_keep, ids_restore = figure
-        masked, filled = unwrap(model).eval().fill_in(video, ids_keep, ids_restore)
-        completion_rows(video[0], masked[0], filled[0], VIDEO_MEAN, VIDEO_STD,
-                        os.path.join(args.out, "reconstruction.png"),
-                        f"{args.data}, step {step}, {args.mask_ratio:.0%} of tokens hidden")
-        unwrap(model).train()
-        curves(log.records(), ["loss"], os.path.join(args.out, "loss.png"))
-
+    run = Run(args, procs, cfg, model, optimizer, scaler, restored, figure, global_videos, total_steps)
     model.train()
-    began, last_time, last_step = time.time(), time.time(), start_step
-    # on the device, summed between checks: the loss, the micro-batches, the steps whose gradient was not finite
-    running = torch.zeros(3, device=device)
-    unreadable, new_unreadable = set(), skipped                             # files that could not be read
-    bar = tqdm(total=total_steps, initial=start_step, disable=not procs.main, desc="pretrain", dynamic_ncols=True)
-    step, requests = start_step, StopRequests()                             # SIGTERM, Ctrl-C: stop after the step
-    while step < total_steps:
-        step_began = time.time()
-        set_lr(optimizer, learning_rate(step, args.lr, args.schedule, args.warmup_steps, total_steps, args.min_lr))
-        for micro in range(args.accum):
-            batch = next(batches)
-            new_unreadable += batch.unreadable
-            while batch.clips is None:                                      # every video of it unreadable
-                batch = next(batches)
-                new_unreadable += batch.unreadable
-            clips = batch.clips.to(device, non_blocking=True)               # (B*R, T, S, S, 3) uint8
-            video, ids_keep, ids_restore = global_batch_views(clips, (args.seed, step, micro), procs, args, cfg)
-            # DDP averages gradients over processes in backward; between micro-batches that is wasted work
-            with model.no_sync() if procs.world > 1 and micro < args.accum - 1 else nullcontext():
-                with autocast_for(device, args.precision):
-                    loss, _, _ = model(video, ids_keep=ids_keep, ids_restore=ids_restore)
-                scaler.scale(loss / args.accum).backward()
-            running[:2] += torch.stack([loss.detach().float(), torch.ones((), device=device)])
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-        if not scaler.is_enabled():                      # (fp16's scaler skips such steps itself and lowers its scale)
-            running[2] += (~torch.isfinite(grad_norm)).float()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-
-        # --max_minutes: stop when one more step like this one would end past the limit (the setup counts too)
-        now = time.time()
-        late = args.max_minutes is not None and now + (now - step_began) - procs.started > 60 * args.max_minutes
-        asked, late = procs.any(requests.signal is not None, late)          # every process stops at the same step
-        stopping = step in (total_steps, args.stop_at) or asked or late
-        logging = step % args.log_every == 0 or stopping
-        if logging or step % args.save_every == 0 or device.type == "cpu":
-            # the only host syncs: the loss and the gradients are checked before anything is written
-            totals = running.clone()
-            if procs.world > 1:
-                torch.distributed.all_reduce(totals)
-            mean_loss = (totals[0] / totals[1]).item()
-            if not math.isfinite(mean_loss):
-                stop(f"the loss is {mean_loss}")
-            if totals[2] > 0:
-                stop("the gradient is not finite")
-        if logging:
-            if procs.world > 1:
-                gathered = [None] * procs.world
-                torch.distributed.all_gather_object(gathered, new_unreadable)
-                new_unreadable = [path for part in gathered for path in part]
-            unreadable.update(new_unreadable)
-            new_unreadable = []
-            running.zero_()
-            now = time.time()
-            clips_per_s = (step - last_step) * global_videos * args.repeats / (now - last_time)
-            last_time, last_step = now, step
-            log.write(step=step, loss=round(mean_loss, 5), lr=optimizer.param_groups[0]["lr"],
-                      grad_norm=round(float(grad_norm), 4), clips_per_s=round(clips_per_s, 1),
-                      epoch=round(sampler.epoch_at(step * args.accum), 3), unreadable_files=len(unreadable))
-            bar.set_postfix(loss=f"{mean_loss:.4f}", clips_s=f"{clips_per_s:.0f}")
-        if procs.main and (step % args.save_every == 0 or stopping):
-            save(step)
-            last_good = checkpoint
-        if procs.main and (step % args.figure_every == 0 or stopping):
-            draw(step)
-        if stopping:
-            break
-    bar.close()
-    requests.close()
+    unreadable = set(skipped)                                               # the files that could not be read
+    step, asked, requests = train(run, batches, sampler, unreadable)
     if asked:                                                               # preempted: the checkpoint is written
-        procs.print(f"{requests.name or 'SIGTERM'}: stopped at step {step} of {total_steps}, checkpoint {checkpoint} "
-                    f"written; continue with --resume auto")
+        procs.print(f"{requests.name or 'SIGTERM'}: stopped at step {step} of {total_steps}, checkpoint "
+                    f"{run.checkpoint} written; continue with --resume auto")
         procs.close()
         release_folder(args.out)
         sys.exit(requests.exit_code if requests.signal else 143)
-    if procs.main:
-        flops = training_flops(cfg, args.mask_ratio)
-        skipped = f"\n  skipped {len(unreadable)} unreadable file(s), named in the warnings above" if unreadable else ""
-        procs.print(f"done: step {step}, {time.time() - began:.0f} s ({flops / 1e9:.1f} GFLOP per clip){skipped}\n"
-                    f"  checkpoint      {checkpoint}\n"
-                    f"  reconstruction  {os.path.join(args.out, 'reconstruction.png')}\n"
-                    f"  loss curve      {os.path.join(args.out, 'loss.png')}\n"
-                    f"  log             {os.path.join(args.out, 'log.jsonl')}")
+    flops = training_flops(cfg, args.mask_ratio)
+    skipped = f"\n  skipped {len(unreadable)} unreadable file(s), named in the warnings above" if unreadable else ""
+    procs.print(f"done: step {step}, {time.time() - run.began:.0f} s ({flops / 1e9:.1f} GFLOP per clip){skipped}\n"
+                f"  checkpoint      {run.checkpoint}\n"
+                f"  reconstruction  {os.path.join(args.out, 'reconstruction.png')}\n"
+                f"  loss curve      {os.path.join(args.out, 'loss.png')}\n"
+                f"  log             {os.path.join(args.out, 'log.jsonl')}")
     procs.close()
     release_folder(args.out)
 

@@ -1,17 +1,20 @@
 """
 Video files: reading 16-frame clips at 3.75 fps, writing video, and `prepare` (transcode once).
 
-The paper samples every 8th frame of 30 fps headcam video: 3.75 frames per second, so a 16-frame clip spans
-about 4.3 s. Files come at other rates too (Kinetics at 25 fps, SSV2 at 12 fps), so we sample by *time*: frame k of
-a clip starting at t0 is the source frame whose timestamp is nearest to t0 + k / 3.75 s, whatever the file's rate.
+The paper samples every 8th frame of 30 fps headcam video: 3.75 frames per second, so a 16-frame
+clip spans about 4.3 s. Files come at other rates too (Kinetics at 25 fps, SSV2 at 12 fps), so we
+sample by *time*: frame k of a clip starting at t0 is the source frame whose timestamp is nearest
+to t0 + k / 3.75 s, whatever the file's rate.
 
 Decoding is the expensive part, so:
 - we seek to the keyframe before t0 instead of decoding from the start of a long recording;
 - only the 16 chosen frames are converted to RGB and resized (the others are decoded and dropped);
-- `python video.py prepare SRC DST` transcodes a dataset once to 3.75 fps, a 256-pixel short side and
-  16-frame GOPs (a keyframe every 16 frames), cut into segments of about a minute; a clip then decodes from at
-  most 31 small frames. Readers use the rate each file carries, so raw and prepared data load the same way.
-Frames come out as uint8 (T, H, W, 3), on a square canvas (short side resized to `size`, centre-cropped).
+- `python video.py prepare SRC DST` transcodes a dataset once to 3.75 fps, a 256-pixel short side
+  and 16-frame GOPs (a keyframe every 16 frames), cut into segments of about a minute; a clip then
+  decodes from at most 31 small frames. Readers use the rate each file carries, so raw and prepared
+  data load the same way.
+Frames come out as uint8 (T, H, W, 3), on a square canvas
+(short side resized to `size`, centre-cropped).
 """
 
 import argparse
@@ -27,12 +30,12 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from training import (ArgumentParser, check_out_folder, checked, fail, hold_folder, positive_float,
-                      positive_int, release_folder, remove_if_there)
+from runs import check_out_folder, hold_folder, release_folder, remove_if_there
+from training import ArgumentParser, checked, fail, positive_float, positive_int
 
 SAMPLE_FPS = 3.75            # every 8th frame of 30 fps video
 CLIP_FRAMES = 16             # about 4.3 s
-CANVAS = 256                 # datasets hand out square frames of this side; augmentation crops from them
+CANVAS = 256                 # datasets hand out square frames this wide; augmentation crops them
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 
@@ -48,7 +51,8 @@ def is_video(name: str) -> bool:
 
 
 def duration_of(container, stream) -> float:
-    """Seconds from the first frame to the end of the stream. WebM files often know only the container's."""
+    """Seconds from the first frame to the end of the stream.
+    WebM files often know only the container's."""
     if stream.duration is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -66,16 +70,20 @@ def frame_rate(stream) -> float:
 
 
 def decode_nearest(container, stream, times):
-    """The decoded frames nearest to each of the sorted `times` (seconds from the stream's start). Seeks once,
-    then decodes forward; times past the last frame get the last frame (a short video repeats its end)."""
+    """The decoded frames nearest to each of the sorted `times` (seconds from the stream's start).
+    Seeks once, then decodes forward; times past the last frame get the last frame
+    (a short video repeats its end)."""
     origin = start_of(stream)
-    seek_to = max(0.0, times[0] - 0.5 / frame_rate(stream))              # the nearest may be half a frame before
-    container.seek(int((origin + seek_to) / stream.time_base), stream=stream, backward=True, any_frame=False)
+    # the nearest may be half a frame before
+    seek_to = max(0.0, times[0] - 0.5 / frame_rate(stream))
+    container.seek(int((origin + seek_to) / stream.time_base), stream=stream, backward=True,
+                   any_frame=False)
     chosen, previous, k = [], None, 0
     for frame in container.decode(stream):
-        # a frame without a timestamp (rare, broken files) counts as simultaneous with the one before it
+        # a frame without a timestamp (rare, broken files) counts as simultaneous with the one
+        # before it
         t = frame.time - origin if frame.time is not None else (previous[1] if previous else 0.0)
-        while k < len(times) and t >= times[k]:                          # frame passed target k: pick the nearer
+        while k < len(times) and t >= times[k]:          # frame passed target k: pick the nearer
             nearer = previous if previous and times[k] - previous[1] < t - times[k] else (frame, t)
             chosen.append(nearer[0])
             k += 1
@@ -89,8 +97,8 @@ def decode_nearest(container, stream, times):
 
 
 def to_canvas(frame, size=CANVAS) -> np.ndarray:
-    """An av.VideoFrame -> uint8 (size, size, 3): short side resized to size, then the centre square.
-    size=None keeps the frame as it is (H, W, 3)."""
+    """An av.VideoFrame -> uint8 (size, size, 3): short side resized to size, then the centre
+    square. size=None keeps the frame as it is (H, W, 3)."""
     if size is None:
         return frame.to_ndarray(format="rgb24")
     w, h = frame.width, frame.height
@@ -104,7 +112,8 @@ def to_canvas(frame, size=CANVAS) -> np.ndarray:
 
 
 def open_video(path, threads: int = 1):
-    """Open a file for decoding; threads=1 because data loaders run one decoder per worker process."""
+    """Open a file for decoding;
+    threads=1 because data loaders run one decoder per worker process."""
     try:
         container = av.open(str(path))
         stream = container.streams.video[0]
@@ -115,8 +124,9 @@ def open_video(path, threads: int = 1):
 
 
 def read_frames(path, times, size=CANVAS, threads: int = 1) -> np.ndarray:
-    """The frames nearest to sorted times (seconds) as uint8 (len(times), size, size, 3). `times` may also be a
-    function (duration, source_fps) -> times, called once the file is open: one open per clip."""
+    """The frames nearest to sorted times (seconds) as uint8 (len(times), size, size, 3).
+    `times` may also be a function (duration, source_fps) -> times, called once the file is open:
+    one open per clip."""
     container, stream = open_video(path, threads)
     try:
         with container:
@@ -138,7 +148,8 @@ def video_info(path) -> tuple:
 
 
 def clip_start(duration: float, span: float, start, rng=None) -> float:
-    """Where a clip of `span` seconds starts: 'random' (training), 'center' (evaluation) or a number."""
+    """Where a clip of `span` seconds starts:
+    'random' (training), 'center' (evaluation) or a number."""
     room = max(0.0, duration - span)
     if start == "random":
         return float((rng or np.random.default_rng()).uniform(0.0, room))
@@ -147,22 +158,28 @@ def clip_start(duration: float, span: float, start, rng=None) -> float:
     return float(start)
 
 
-def clip_times(duration, source_fps, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center", rng=None):
+def clip_times(duration, source_fps, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center",
+               rng=None):
     """The num_frames sampling times of a clip at fps. start: 'random', 'center' or seconds."""
     t0 = clip_start(duration, (num_frames - 1) / fps, start, rng)
-    if start == "center":              # on a source frame: no target falls halfway between two frames
+    # on a source frame: no target falls halfway between two frames
+    if start == "center":
         t0 = math.floor(t0 * source_fps) / source_fps
     return t0 + np.arange(num_frames) / fps
 
 
-def read_clip(path, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center", rng=None, size=CANVAS) -> np.ndarray:
-    """A clip of num_frames frames at fps, uint8 (T, size, size, 3). start: 'random', 'center' or seconds."""
-    return read_frames(path, lambda duration, source_fps: clip_times(duration, source_fps, num_frames, fps,
-                                                                     start, rng), size)
+def read_clip(path, num_frames=CLIP_FRAMES, fps=SAMPLE_FPS, start="center", rng=None,
+              size=CANVAS) -> np.ndarray:
+    """A clip of num_frames frames at fps, uint8 (T, size, size, 3).
+    start: 'random', 'center' or seconds."""
+    return read_frames(path, lambda duration, source_fps: clip_times(duration, source_fps,
+                                                                     num_frames, fps, start, rng),
+                       size)
 
 
 def read_image(path, size=CANVAS) -> np.ndarray:
-    """An image file (JPEG, PNG, ...) on the canvas, uint8 (size, size, 3): to FFmpeg it is a one-frame video."""
+    """An image file (JPEG, PNG, ...) on the canvas, uint8 (size, size, 3):
+    to FFmpeg it is a one-frame video."""
     return read_frames(path, [0.0], size)[0]
 
 # -----------------------------------------------------------------------------
@@ -170,17 +187,21 @@ def read_image(path, size=CANVAS) -> np.ndarray:
 
 
 def open_writer(path, fps, width, height, gop=None, crf=18, fmt=None):
-    """An output container and stream; the codec follows the extension (.webm: VP9, otherwise H.264)."""
-    # bitexact: no random IDs or dates in the container, so the same frames always give the same bytes
+    """An output container and stream;
+    the codec follows the extension (.webm: VP9, otherwise H.264)."""
+    # bitexact: no random IDs or dates in the container,
+    # so the same frames always give the same bytes
     container = av.open(str(path), "w", format=fmt, options={"fflags": "+bitexact"})
     webm = str(path).endswith(".webm") or fmt == "webm"
-    stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=Fraction(fps).limit_denominator(1000))
+    stream = container.add_stream("libvpx-vp9" if webm else "libx264",
+                                  rate=Fraction(fps).limit_denominator(1000))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     options = {"crf": str(crf)}
     if webm:
         options.update({"b": "0", "deadline": "realtime", "cpu-used": "8"})
     else:
-        # no B-frames (frames decode in order); fastdecode (no CABAC, no deblocking) decodes ~2x faster
+        # no B-frames (frames decode in order);
+        # fastdecode (no CABAC, no deblocking) decodes ~2x faster
         options.update({"preset": "veryfast", "bf": "0", "tune": "fastdecode"})
     if gop:
         options["g"] = str(gop)
@@ -196,7 +217,8 @@ def write_video(path, frames: np.ndarray, fps, gop=None, crf=18) -> None:
     container, stream = open_writer(path, fps, W, H, gop, crf)
     with container:
         for img in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
 def write_image(path, image: np.ndarray) -> None:
@@ -206,7 +228,8 @@ def write_image(path, image: np.ndarray) -> None:
         stream = container.add_stream("png" if png else "mjpeg")
         stream.width, stream.height = image.shape[1], image.shape[0]
         stream.pix_fmt = "rgb24" if png else "yuvj444p"
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
 # -----------------------------------------------------------------------------
@@ -222,9 +245,10 @@ PARTIAL = re.compile(r"\..+_s\d{3,}\.mp4\.partial|.+\.prepared\.json\.partial") 
 
 
 def prepare_file(job) -> tuple:
-    """Transcode one source file into segments <stem>_sNNN.mp4, then write <stem>.prepared.json. Segments are
-    written under hidden temporary names and renamed when complete, and the marker comes last, so a killed run
-    leaves no half-written video under a real name and no marker: the next run redoes the file.
+    """Transcode one source file into segments <stem>_sNNN.mp4, then write <stem>.prepared.json.
+    Segments are written under hidden temporary names and renamed when complete, and the marker
+    comes last, so a killed run leaves no half-written video under a real name and no marker:
+    the next run redoes the file.
     Returns (source, 'done' | 'redone' | 'skipped' | error); redone: old segments removed first."""
     src, out_dir, settings, threads = job
     fps, short_side, segment_seconds, gop, crf = (settings[name] for name in SETTINGS)
@@ -245,9 +269,9 @@ def prepare_file(job) -> tuple:
         for name in set(existing) - set(done["segments"]):         # the loaders would take it too
             remove_if_there(os.path.join(out_dir, name))
         return src, "skipped"
-    # Older source, other settings or an unfinished run: old segments would stay beside the new (a
-    # longer --segment_seconds cuts fewer) and be loaded too. The marker goes first: none lists a
-    # removed segment.
+    # Older source, other settings or an unfinished run: old segments would stay beside the new
+    # (a longer --segment_seconds cuts fewer) and be loaded too. The marker goes first: none lists
+    # a removed segment.
     remove_if_there(marker)
     for name in existing:
         remove_if_there(os.path.join(out_dir, name))
@@ -256,10 +280,10 @@ def prepare_file(job) -> tuple:
         container, stream = open_video(src, threads)
         with container:
             duration = duration_of(container, stream)
-            planned = max(1, math.floor(duration * fps))                  # output frames, from the header
+            planned = max(1, math.floor(duration * fps))      # output frames, from the header
             per_segment = segment_seconds * fps
             num_segments = max(1, round(planned / per_segment))
-            seg_len = math.ceil(planned / num_segments)                   # about a minute each, none tiny
+            seg_len = math.ceil(planned / num_segments)       # about a minute each, none tiny
             width, height = stream.codec_context.width, stream.codec_context.height
             scale = short_side / min(width, height)
             out_w, out_h = even(width * scale), even(height * scale)
@@ -276,8 +300,9 @@ def prepare_file(job) -> tuple:
                     tmp = os.path.join(out_dir, f".{name}.partial")
                     writer = (*open_writer(tmp, fps, out_w, out_h, gop, crf, fmt="mp4"), tmp, name)
                     segments.append(name)
-                out = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
-                out.pts = n - seg_len * (len(segments) - 1)                  # our clock, not the source's
+                out = frame.reformat(width=out_w, height=out_h, format="yuv420p",
+                                     interpolation="AREA")
+                out.pts = n - seg_len * (len(segments) - 1)      # our clock, not the source's
                 out.time_base = frame_time_base
                 writer[0].mux(writer[1].encode(out))
                 n += 1
@@ -286,9 +311,10 @@ def prepare_file(job) -> tuple:
                 if w is not None:
                     w[0].mux(w[1].encode())
                     w[0].close()
-                    os.replace(w[2], os.path.join(out_dir, w[3]))        # complete: give it its real name
+                    # complete: give it its real name
+                    os.replace(w[2], os.path.join(out_dir, w[3]))
 
-            for frame in container.decode(stream):                      # resample by nearest timestamp
+            for frame in container.decode(stream):      # resample by nearest timestamp
                 t = frame.time - origin
                 while t >= n / fps:
                     target = n / fps
@@ -300,14 +326,15 @@ def prepare_file(job) -> tuple:
     except (VideoError, av.error.FFmpegError, OSError, ValueError) as e:
         return src, f"{type(e).__name__}: {e}"
     with open(marker + ".partial", "w") as f:
-        json.dump({"source": os.path.abspath(src), "source_size": stat.st_size, "source_mtime": stat.st_mtime,
-                   **settings, "frames": n, "segments": segments}, f)
+        json.dump({"source": os.path.abspath(src), "source_size": stat.st_size,
+                   "source_mtime": stat.st_mtime, **settings, "frames": n, "segments": segments}, f)
     os.replace(marker + ".partial", marker)
     return src, "redone" if existing or done else "done"
 
 
 def find_videos(root) -> list:
-    """Every video file under root, at any depth, in sorted order (hidden files and folders are skipped)."""
+    """Every video file under root, at any depth, in sorted order
+    (hidden files and folders are skipped)."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no such folder: {root}")
     found = []
@@ -333,23 +360,28 @@ def check_folders(src_root, dst_root):
                          f"write the prepared files elsewhere")
 
 
-def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, segment_seconds=60, gop=16, crf=20):
+def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, segment_seconds=60,
+            gop=16, crf=20):
     """Transcode every video under src_root into dst_root, mirroring the folder tree. Resumable: a
     file whose marker records these settings is skipped, any other is redone."""
     check_folders(src_root, dst_root)
     sources = find_videos(src_root)
     if not sources:
         raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {src_root}")
-    # outputs are named by the source's stem: clip.mp4 and clip.webm in one folder would overwrite each other
+    # outputs are named by the source's stem:
+    # clip.mp4 and clip.webm in one folder would overwrite each other
     by_output = {}
     for source in sources:
-        by_output.setdefault(os.path.splitext(os.path.relpath(source, src_root))[0], []).append(source)
+        output = os.path.splitext(os.path.relpath(source, src_root))[0]
+        by_output.setdefault(output, []).append(source)
     collisions = [names for names in by_output.values() if len(names) > 1]
     if collisions:
-        shown = "; ".join(" and ".join(os.path.relpath(n, src_root) for n in names) for names in collisions[:5])
+        shown = "; ".join(" and ".join(os.path.relpath(n, src_root) for n in names)
+                          for names in collisions[:5])
         more = f" (and {len(collisions) - 5} more)" if len(collisions) > 5 else ""
-        raise ValueError(f"{len(collisions)} pair(s) of files under {src_root} differ only in their extension and "
-                         f"would be prepared into the same files: {shown}{more}; rename one of each")
+        raise ValueError(f"{len(collisions)} pair(s) of files under {src_root} differ only in "
+                         "their extension and would be prepared into the same files: "
+                         f"{shown}{more}; rename one of each")
     # two runs into one folder would write the same segments at once; the lock file, DST/.lock, is
     # hidden and no video: find_videos and the loaders never take it
     hold_folder(dst_root, flag="DST")
@@ -357,12 +389,13 @@ def prepare(src_root, dst_root, workers=4, fps=SAMPLE_FPS, short_side=CANVAS, se
         for name in filter(PARTIAL.fullmatch, names):
             remove_if_there(os.path.join(folder, name))
     settings = dict(zip(SETTINGS, (fps, short_side, segment_seconds, gop, crf)))
-    threads = 0 if workers <= 1 else 1                                    # 0: let FFmpeg pick when alone
+    threads = 0 if workers <= 1 else 1                    # 0: let FFmpeg pick when alone
     jobs = [(s, os.path.join(dst_root, os.path.relpath(os.path.dirname(s), src_root)), settings,
              threads) for s in sources]
     counts = {"done": 0, "skipped": 0, "failed": 0, "redone": 0}    # redone: also counted as done
     with Pool(max(1, workers)) as pool:
-        for src, status in tqdm(pool.imap_unordered(prepare_file, jobs), total=len(jobs), desc="prepare"):
+        results = pool.imap_unordered(prepare_file, jobs)
+        for src, status in tqdm(results, total=len(jobs), desc="prepare"):
             counts["redone"] += status == "redone"
             status = "done" if status == "redone" else status
             if status in counts:
@@ -384,21 +417,25 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="parallel processes")
     p.add_argument("--fps", type=positive_float, default=SAMPLE_FPS, help="output frame rate")
-    p.add_argument("--short_side", type=positive_int, default=CANVAS, help="output short side (pixels)")
+    p.add_argument("--short_side", type=positive_int, default=CANVAS,
+                   help="output short side (pixels)")
     p.add_argument("--segment_seconds", type=positive_float, default=60,
                    help="cut long recordings into segments of about this")
     p.add_argument("--gop", type=positive_int, default=16, help="frames between keyframes")
-    p.add_argument("--crf", type=checked(int, lambda v: 0 <= v <= 51, "a whole number from 0 to 51"), default=20,
+    crf_range = checked(int, lambda v: 0 <= v <= 51, "a whole number from 0 to 51")
+    p.add_argument("--crf", type=crf_range, default=20,
                    help="H.264 quality: lower is better and bigger")
     args = parser.parse_args()
     try:
-        counts = prepare(args.src, args.dst, args.workers, args.fps, args.short_side, args.segment_seconds, args.gop,
-                         args.crf)
+        counts = prepare(args.src, args.dst, args.workers, args.fps, args.short_side,
+                         args.segment_seconds, args.gop, args.crf)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
-    print(f"prepared {counts['done']}, already done {counts['skipped']}, failed {counts['failed']} -> {args.dst}")
+    print(f"prepared {counts['done']}, already done {counts['skipped']}, "
+          f"failed {counts['failed']} -> {args.dst}")
     if counts["redone"]:
         print(f"{counts['redone']} of them made before (older source, other settings or an "
               f"unfinished run): their old segments were removed first")
     if counts["failed"] and not counts["done"] + counts["skipped"]:
-        fail(f"not one of the {counts['failed']} files under {args.src} could be prepared (see the warnings above)")
+        fail(f"not one of the {counts['failed']} files under {args.src} could be prepared "
+             "(see the warnings above)")

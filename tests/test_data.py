@@ -10,8 +10,9 @@ import torch
 
 import data
 from augment import augment, sample_crops
-from data import (ClipDataset, ImageClipDataset, Unreadable, authors_split, collate_clips, first_readable, folder_items,
-                  fraction_subset, headcam_items, image_items, kinetics_items, kshot_indices, make_loader, ssv2_items)
+from data import (ClipDataset, ImageClipDataset, Unreadable, collate_clips, first_readable, folder_items,
+                  fraction_subset, headcam_items, image_items, kinetics_items, make_loader, ssv2_items)
+from evaluate import authors_split, kshot_indices
 from synthetic import read_indices, write_indexed_video
 from video import write_image
 

@@ -11,8 +11,8 @@ import eval_ood
 from eval_ood import evaluate, find_datasets, model_categories, read_mapping, summary, to_categories
 from checkpoints import checkpoint_config
 from model import MaskedAutoencoder, VideoClassifier, make_config
+from runs import save_checkpoint
 from toy.images import CLASSES
-from training import save_checkpoint
 from video import write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from checkpoints import load_checkpoint
-from training import hold_folder, release_folder
+from runs import hold_folder, release_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -89,6 +89,9 @@ def test_a_signal_stops_pretraining_after_its_step_with_a_checkpoint_that_resume
     assert f"--resume auto: no checkpoint in {tmp_path / 'fresh'}, starting at step 0" in fresh.stdout
     late = run(pretrain_args(world, tmp_path / "stopped", *steps, "--resume", "auto", "--stop_at", "2"), check=False)
     assert late.returncode != 0 and "--stop_at 2" in late.stderr.strip().splitlines()[-1]
+    other = run(pretrain_args(world, tmp_path / "stopped", *steps, "--resume", "auto", "--mask_ratio", "0.5"),
+                check=False)                                                # another run: refused, named
+    assert other.returncode != 0 and "--mask_ratio 0.75 (this run: 0.5)" in other.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow                       # two finetunings of 80 steps
@@ -109,7 +112,7 @@ def test_sigterm_stops_finetuning_mid_epoch_and_the_resumed_run_is_the_straight_
     assert same_weights(tmp_path / "straight" / "best.pt", tmp_path / "stopped" / "best.pt")
 
 
-HOLDER = "import sys, time; from training import hold_folder; hold_folder(sys.argv[1]); print('held', flush=True); " \
+HOLDER = "import sys, time; from runs import hold_folder; hold_folder(sys.argv[1]); print('held', flush=True); " \
          "time.sleep(300)"
 
 
@@ -142,12 +145,12 @@ def test_the_lock_is_the_operating_system_s_and_dies_with_a_killed_process(tmp_p
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
                               text=True)
     assert holder.stdout.readline().strip() == "held"
-    taken = run(["-c", "import sys; from training import hold_folder; hold_folder(sys.argv[1])", str(tmp_path)],
+    taken = run(["-c", "import sys; from runs import hold_folder; hold_folder(sys.argv[1])", str(tmp_path)],
                 check=False)
     assert taken.returncode != 0 and f"in use by process {holder.pid}" in taken.stderr
     holder.send_signal(signal.SIGKILL)                      # no chance to clean up
     holder.wait()
-    run(["-c", "import sys; from training import hold_folder; hold_folder(sys.argv[1])", str(tmp_path)])
+    run(["-c", "import sys; from runs import hold_folder; hold_folder(sys.argv[1])", str(tmp_path)])
 
 
 def test_max_minutes_stops_before_a_step_would_cross_the_limit(toy_world, tmp_path):

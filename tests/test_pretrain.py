@@ -13,7 +13,8 @@ from augment import augment
 from data import ClipDataset, fraction_subset, headcam_items
 from mask import make_mask, patchify
 from checkpoints import load_checkpoint, load_model
-from training import RunLog, StepSampler, learning_rate, save_checkpoint
+from runs import RunLog, save_checkpoint
+from training import StepSampler, learning_rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

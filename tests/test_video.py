@@ -274,7 +274,7 @@ def test_two_prepares_into_one_folder_cannot_both_write(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     write_indexed_video(src / "v.mp4", 8, 3.75, size=48)
-    hold = ("import sys, time; from training import hold_folder; "
+    hold = ("import sys, time; from runs import hold_folder; "
             "hold_folder(sys.argv[1], flag='DST'); print('held', flush=True); time.sleep(300)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(dst)], cwd=ROOT, text=True,
                               stdout=subprocess.PIPE)

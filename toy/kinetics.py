@@ -1,10 +1,11 @@
 """
 The toy world's Kinetics-like set: eight classes, each a scene and what the objects in it do.
 
-Kinetics' classes differ by where they happen and by what happens. Here one frame shows the scene (beach, lawn,
-kitchen, night), and each scene holds two classes told apart by the objects' motion: thrown and falling with bounces,
-pushed and rolling to a stop, lying still (motions the toy children see in their room) or drifting slowly (one they do
-not). toy/world.py writes the clips in Kinetics' folder layout.
+Kinetics' classes differ by where they happen and by what happens. Here one frame shows the scene
+(beach, lawn, kitchen, night), and each scene holds two classes told apart by the objects' motion:
+thrown and falling with bounces, pushed and rolling to a stop, lying still (motions the toy children
+see in their room) or drifting slowly (one they do not). toy/world.py writes the clips in Kinetics'
+folder layout.
 """
 
 import math
@@ -15,15 +16,20 @@ from toy import FRAME
 from toy.shapes import MOVERS, appearance, draw_objects, uniform
 
 
-# (scene, what the objects do): each scene and each motion appears in two classes, so the scene in a frame tells a
-# class only up to its pair, and what tells the pair apart is how the objects move, the motions the toy children see
-# in their room (things thrown that fall and bounce, things pushed that roll to a stop, things lying still) and one
-# they do not (a slow drift, as if floating). Shapes, colours and textures are drawn alike in every class.
+# (scene, what the objects do): each scene and each motion appears in two classes, so the scene in a
+# frame tells a class only up to its pair, and what tells the pair apart is how the objects move,
+# the motions the toy children see in their room (things thrown that fall and bounce, things pushed
+# that roll to a stop, things lying still) and one they do not (a slow drift, as if floating).
+# Shapes, colours and textures are drawn alike in every class.
 KINETICS_CLASSES = {
-    "playing catch at the beach": ("beach", "fall"), "sunbathing under an umbrella": ("beach", "still"),
-    "bouncing a ball on the lawn": ("lawn", "fall"), "rolling a ball on the lawn": ("lawn", "roll"),
-    "pushing toys across the kitchen": ("kitchen", "roll"), "blowing bubbles in the kitchen": ("kitchen", "drift"),
-    "stargazing": ("night", "still"), "watching fireflies": ("night", "drift"),
+    "playing catch at the beach": ("beach", "fall"),
+    "sunbathing under an umbrella": ("beach", "still"),
+    "bouncing a ball on the lawn": ("lawn", "fall"),
+    "rolling a ball on the lawn": ("lawn", "roll"),
+    "pushing toys across the kitchen": ("kitchen", "roll"),
+    "blowing bubbles in the kitchen": ("kitchen", "drift"),
+    "stargazing": ("night", "still"),
+    "watching fireflies": ("night", "drift"),
 }
 SCENES = ("beach", "lawn", "kitchen", "night")
 MOTIONS = ("still", "drift", "fall", "roll")
@@ -39,12 +45,15 @@ def scene_backgrounds(scene: torch.Tensor, H, W, g):
     below = rows > horizon
     sky = torch.tensor([0.55, 0.75, 0.95]) - 0.002 * rows
     beach = torch.where(below, torch.tensor([0.90, 0.80, 0.50]), sky)
-    lawn = torch.where(below, torch.tensor([0.25, 0.60, 0.25]) + 0.05 * torch.sin(cols * 2.1 + rows), sky)
+    lawn = torch.where(below,
+                       torch.tensor([0.25, 0.60, 0.25]) + 0.05 * torch.sin(cols * 2.1 + rows), sky)
     tile = ((rows // 8 + cols // 8) % 2).float()
-    kitchen = torch.tensor([0.85, 0.85, 0.80]) - 0.15 * tile - 0.3 * ((rows % 8 == 0) | (cols % 8 == 0)).float()
+    kitchen = (torch.tensor([0.85, 0.85, 0.80]) - 0.15 * tile
+               - 0.3 * ((rows % 8 == 0) | (cols % 8 == 0)).float())
     stars = (torch.rand(n, H, W, 1, generator=g) > 0.985).float()
     night = torch.tensor([0.05, 0.07, 0.20]) + 0.8 * stars
-    options = torch.stack([x.expand(n, H, W, 3) for x in (beach, lawn, kitchen, night)])   # (4, n, H, W, 3)
+    # (4, n, H, W, 3)
+    options = torch.stack([x.expand(n, H, W, 3) for x in (beach, lawn, kitchen, night)])
     return (options[scene, torch.arange(n)] + tint).clamp(0, 1)
 
 
@@ -56,13 +65,15 @@ def reflect(p, low, high):
 
 
 def object_paths(motion, n, frames, g, H, W):
-    """Centre x, y and angle (n, frames) of one object per clip doing `motion` (n,) (indices into MOTIONS), and its
-    radius (n, 1). Every clip draws the parameters of all four motions (the same random draws whatever the class)."""
-    r = uniform(g, n, 8, 12)[:, None]                                   # (n, 1)
+    """Centre x, y and angle (n, frames) of one object per clip doing `motion` (n,) (indices into
+    MOTIONS), and its radius (n, 1). Every clip draws the parameters of all four motions (the same
+    random draws whatever the class)."""
+    r = uniform(g, n, 8, 12)[:, None]                           # (n, 1)
     t = torch.arange(frames, dtype=torch.float32).view(1, frames)
     x0, y0 = uniform(g, n, 12, W - 12)[:, None], uniform(g, n, 12, H - 12)[:, None]
     spin = uniform(g, n, 0, 6.3)[:, None]
-    ground = H - 4 - r                                                  # centre height of an object on the ground
+    # centre height of an object on the ground
+    ground = H - 4 - r
     # still: it lies where it is
     still = (x0.expand(n, frames), y0.expand(n, frames), spin.expand(n, frames))
     # drift: a slow straight float at 0.8-1.5 px a frame, bouncing off the edges, turning slowly
@@ -70,30 +81,34 @@ def object_paths(motion, n, frames, g, H, W):
     drift_x = reflect(x0 + speed * torch.cos(heading) * t, 8, W - 8)
     drift_y = reflect(y0 + speed * torch.sin(heading) * t, 8, H - 8)
     drift = (drift_x, drift_y, spin + uniform(g, n, -0.1, 0.1)[:, None] * t)
-    # fall: let go (or tossed up) somewhere high, it falls and bounces, losing energy, as things do in the room;
+    # fall: let go (or tossed up) somewhere high, it falls and bounces, losing energy, as things do
+    # in the room;
     # roll: pushed along the ground, it slows to a stop. Both are stepped frame by frame.
     fall_y = uniform(g, n, 8, H / 2)[:, None]
     fall_vy = uniform(g, n, -4, 1)[:, None]
     fall_vx = uniform(g, n, -0.8, 0.8)[:, None]
     roll_x = x0.clone()
-    roll_vx = uniform(g, n, 2.5, 4.5)[:, None] * torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0)
+    roll_vx = (uniform(g, n, 2.5, 4.5)[:, None]
+               * torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0))
     fall_ys, roll_xs = [], []
     for _ in range(frames):
         fall_ys.append(fall_y)
         roll_xs.append(roll_x)
-        fall_vy = fall_vy + 0.9                                          # gravity, px per frame per frame
+        fall_vy = fall_vy + 0.9                                 # gravity, px per frame per frame
         fall_y = fall_y + fall_vy
         landed = fall_y >= ground
         fall_y = torch.where(landed, ground, fall_y)
-        fall_vy = torch.where(landed, -0.6 * fall_vy, fall_vy)           # a bounce keeps 60% of the speed
+        fall_vy = torch.where(landed, -0.6 * fall_vy, fall_vy)  # a bounce keeps 60% of the speed
         roll_x = roll_x + roll_vx
-        roll_vx = 0.88 * roll_vx                                         # friction
+        roll_vx = 0.88 * roll_vx                                # friction
     fall = (reflect(x0 + fall_vx * t, 8, W - 8), torch.cat(fall_ys, 1), spin + 0.05 * fall_vx * t)
     rolled = reflect(torch.cat(roll_xs, 1), r, W - r)
-    roll = (rolled, ground.expand(n, frames), spin + (rolled - x0) / r)  # turning by arc length over radius
+    # turning by arc length over radius
+    roll = (rolled, ground.expand(n, frames), spin + (rolled - x0) / r)
     paths = dict(still=still, drift=drift, fall=fall, roll=roll)
-    x, y, angle = (torch.stack([paths[m][i] for m in MOTIONS])[motion, torch.arange(n)] for i in range(3))
-    return x, y, angle, r                                               # (n, frames) each, and (n, 1)
+    x, y, angle = (torch.stack([paths[m][i] for m in MOTIONS])[motion, torch.arange(n)]
+                   for i in range(3))
+    return x, y, angle, r                                       # (n, frames) each, and (n, 1)
 
 
 def kinetics_clips(n, g, frames=20, H=FRAME, W=FRAME):
