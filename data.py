@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from runs import ignore_stop_signals
+from runs import ignore_ctrl_c
 from settings import TOY_WORLD
 from video import (CANVAS, CLIP_FRAMES, SAMPLE_FPS, VideoError, clip_times, is_video, read_clip,
                    read_frames, read_image)
@@ -428,4 +428,4 @@ def make_loader(dataset, batch_size, shuffle=True, workers=4, sampler=None, drop
                       pin_memory=torch.cuda.is_available(), drop_last=drop_last,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                       generator=generator,
-                      worker_init_fn=ignore_stop_signals)   # the main process decides on stopping
+                      worker_init_fn=ignore_ctrl_c)   # the main process decides on stopping

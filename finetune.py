@@ -41,15 +41,13 @@ from data import empty_classes, first_readable, make_loader
 from evaluate import TASKS, clip_source, embed, eval_source, few_shot, predict, read_subset, scores, task_items
 from figures import curves
 from model import VideoClassifier, make_config, param_groups
-from runs import (RunLog, StopRequests, all_finite, check_out_folder, check_resumed_flags,
-                  hold_folder, prepare_run_folder, release_folder, rng_states, save_checkpoint,
-                  set_rng_states)
+from runs import (RunLog, StopRequests, all_finite, check_out_folder, check_resumed_flags, hold_folder,
+                  prepare_run_folder, release_folder, rng_states, save_checkpoint, set_rng_states, workers_gone)
 from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from step import backward, global_batch_crops, next_readable, update
-from training import (ArgumentParser, Processes, StepSampler, fail, fraction, learning_rate,
-                      learning_rate_flag, nonnegative_float, nonnegative_int, positive_float,
-                      positive_int, require_order, run_script, seed_int, set_lr, unit_interval,
-                      unwrap)
+from training import (ArgumentParser, Processes, StepSampler, fail, fraction, learning_rate, learning_rate_flag,
+                      nonnegative_float, nonnegative_int, positive_float, positive_int, require_order, run_script,
+                      seed_int, set_lr, unit_interval, unwrap)
 
 
 SETTINGS = {
@@ -270,7 +268,14 @@ def train_epochs(run, batches, unreadable):
     run.model.train()
     while step < run.total_steps:
         lr = learning_rate(step, args.lr, args.schedule, warmup, run.total_steps)
-        loss, grad_norm = train_step(run.model, run.optimizer, batches, step, lr, procs, args, unreadable)
+        try:
+            loss, grad_norm = train_step(run.model, run.optimizer, batches, step, lr, procs, args, unreadable)
+        except RuntimeError as error:
+            if not workers_gone(error, requests):
+                raise
+            if procs.main:                      # this step's update was not taken: the run stands at `step`
+                run.save(run.checkpoint, step, True)
+            break
         losses.append(loss)
         nonfinite += (~torch.isfinite(grad_norm)).float()
         step += 1

@@ -33,7 +33,7 @@ from mask import make_mask
 from checkpoints import checkpoint_config, load_checkpoint, load_model
 from model import MaskedAutoencoder, ViTConfig, make_config, param_groups, training_flops
 from runs import (RunLog, StopRequests, all_finite, check_out_folder, check_resumed_flags,
-                  hold_folder, prepare_run_folder, release_folder, save_checkpoint)
+                  hold_folder, prepare_run_folder, release_folder, save_checkpoint, workers_gone)
 from settings import TOY_FRAME, TOY_WORLD, parse_with_settings
 from step import backward, global_batch_crops, my_slice, next_readable, update
 from training import (ArgumentParser, Processes, StepSampler, fail, final_learning_rate_flag,
@@ -283,8 +283,16 @@ def train(run, batches, sampler, unreadable):
     step, asked, requests = run.start_step, False, StopRequests()           # SIGTERM, Ctrl-C: stop after the step
     while step < run.total_steps:
         step_began = time.time()
-        loss_sum, nonfinite, grad_norm = train_step(run.model, run.optimizer, run.scaler, batches, step,
-                                                    run.total_steps, procs, args, run.cfg, new_unreadable)
+        try:
+            loss_sum, nonfinite, grad_norm = train_step(run.model, run.optimizer, run.scaler, batches, step,
+                                                        run.total_steps, procs, args, run.cfg, new_unreadable)
+        except RuntimeError as error:
+            if not workers_gone(error, requests):
+                raise
+            asked = True                        # this step's update was not taken: the run stands at `step`
+            if procs.main:
+                run.save(step)
+            break
         running[0] += loss_sum
         running[1] += args.accum
         running[2] += nonfinite

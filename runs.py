@@ -164,6 +164,10 @@ class StopRequests:
             raise KeyboardInterrupt                 # the second Ctrl-C: at once (the script says so in one line)
         if self.signal is None:
             self.signal = signum
+            # the loader's workers may be ending too (a cluster signals every process of a job): torch's SIGCHLD
+            # handler would raise its error anywhere, even inside the checkpoint's write; without it, the next
+            # fetch of a batch reports them, and the loop stops there (workers_gone)
+            self.previous.setdefault(signal.SIGCHLD, signal.signal(signal.SIGCHLD, signal.SIG_DFL))
             again = " (a second Ctrl-C stops at once, without one)" if signum == signal.SIGINT else ""
             print(f"\n{self.NAMES[signum]}: stopping after this step, with a checkpoint{again}", file=sys.stderr,
                   flush=True)
@@ -183,11 +187,17 @@ class StopRequests:
                 signal.signal(sig, handler)
 
 
-def ignore_stop_signals(*_):
-    """For data-loader workers: Ctrl-C reaches the whole process group, and SIGTERM often does too; the main
-    process decides when to stop, and its workers end with it."""
+def ignore_ctrl_c(*_):
+    """For data-loader workers: Ctrl-C reaches the terminal's whole process group, and the main process decides
+    when to stop. SIGTERM keeps its meaning: Python's exit ends the workers with it (ignoring it would hang the
+    exit). A cluster that sends SIGTERM to every process of a job ends the workers at once: see workers_gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def workers_gone(error, requests) -> bool:
+    """Whether an error fetching a batch means the loader's workers were ended by the stop signal that the run
+    received too: the run then stops at the step it is in, whose update was not taken, and saves it."""
+    return requests.signal is not None and isinstance(error, RuntimeError) and "DataLoader worker" in str(error)
 
 
 def all_finite(tensors) -> bool:

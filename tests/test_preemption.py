@@ -94,6 +94,21 @@ def test_a_signal_stops_pretraining_after_its_step_with_a_checkpoint_that_resume
     assert other.returncode != 0 and "--mask_ratio 0.75 (this run: 0.5)" in other.stderr.strip().splitlines()[-1]
 
 
+def test_sigterm_to_every_process_of_the_job_ends_the_workers_and_the_run_still_saves(toy_world, tmp_path):
+    """Clusters signal every process of a job, the loader's workers included: the run still stops with a checkpoint
+    of a whole step, and its exit does not wait for workers that are gone."""
+    out = tmp_path / "out"
+    victim = subprocess.Popen([sys.executable, *pretrain_args(toy_world[0], out, "--steps", "400", "--workers", "2")],
+                              cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)                     # its own process group, as a job's
+    wait_for(lambda: log_lines(out) >= 3, victim, "its third step")
+    os.killpg(victim.pid, signal.SIGTERM)
+    stdout, stderr = victim.communicate(timeout=120)
+    assert victim.returncode == 143 and "Traceback" not in stderr, stderr[-2000:]
+    step = load_checkpoint(str(out / "checkpoint.pt"))["step"]
+    assert 3 <= step < 400 and log_lines(out) == step and f"stopped at step {step}" in stdout
+
+
 @pytest.mark.slow                       # two finetunings of 80 steps
 def test_sigterm_stops_finetuning_mid_epoch_and_the_resumed_run_is_the_straight_one(toy_world, tmp_path):
     world, epochs = toy_world[0], ["--epochs", "20", "--seed", "1"]
