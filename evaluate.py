@@ -1,10 +1,11 @@
 """
-A few-shot task's examples and scores: which folders a task reads, its k-shot training and selection sets, the clips
-of an evaluation set (the centre clip, the centre crop), the model's predictions gathered over processes, top-1 / top-5 / per-class scores, and the
-features of the validation set with their t-SNE (the paper's Figure 3: `finetune.py --embed`).
+A few-shot task's examples and scores: which folders a task reads, its k-shot training and selection
+sets, the clips of an evaluation set (the centre clip, the centre crop), the model's predictions
+gathered over processes, top-1 / top-5 / per-class scores, and the features of the validation set
+with their t-SNE (the paper's Figure 3: `finetune.py --embed`).
 
-An image model (one frame: the paper's S-Img) is scored on whole clips: it classifies each frame and its logits are
-averaged over the frames.
+An image model (one frame: the paper's S-Img) is scored on whole clips: it classifies each frame and
+its logits are averaged over the frames.
 """
 
 import json
@@ -17,8 +18,8 @@ import torch.distributed as dist
 
 from augment import IMAGENET_MEAN, IMAGENET_STD, VIDEO_MEAN, VIDEO_STD, augment
 from checkpoints import load_model, resolve_checkpoint
-from data import (ASSETS, ClipDataset, ImageClipDataset, Items, image_items, kinetics_items, make_items,
-                  make_loader, ssv2_items)
+from data import (ASSETS, ClipDataset, ImageClipDataset, Items, image_items, kinetics_items,
+                  make_items, make_loader, ssv2_items)
 from figures import embedding_panels
 from model import frame_by_frame
 from runs import hold_folder
@@ -76,88 +77,108 @@ def authors_split(items: Items, dataset: str, name: str) -> Items:
 
 
 def few_shot(items, shots, select_shots, seed, task):
-    """(training items, selection items or None). k-shot sets are nested across k for one seed (10 inside 50); the
-    selection set is the next k' examples of each class, so it never overlaps the training shots."""
+    """(training items, selection items or None). k-shot sets are nested across k for one seed (10
+    inside 50); the selection set is the next k' examples of each class, so it never overlaps the
+    training shots."""
     labels = items.labels
     if shots == "all":
         return items, None
-    if shots in ("10shot", "50shot"):                                 # the authors' exact training videos
+    # the authors' exact training videos
+    if shots in ("10shot", "50shot"):
         train = authors_split(items, task, shots)
         k = int(shots[:2]) if select_shots is None else select_shots
         if not k:
             return train, None
-        pool = np.flatnonzero(~np.isin(items.paths, train.paths))        # the training videos outside the split
+        # the training videos outside the split
+        pool = np.flatnonzero(~np.isin(items.paths, train.paths))
         select = items.select(pool[kshot_indices(items.labels[pool], k, seed)])
-        to_theirs = np.array([train.classes.index(c) for c in items.classes])  # our class order -> the authors'
+        # our class order -> the authors'
+        to_theirs = np.array([train.classes.index(c) for c in items.classes])
         return train, select.relabel(to_theirs[select.labels], train.classes)
     try:
-        if shots.endswith("%"):                                       # class-balanced: the same k for every class
+        # class-balanced: the same k for every class
+        if shots.endswith("%"):
             share = float(shots[:-1])
-            k = max(1, round(share / 100 * len(labels) / len(items.classes))) if 0 < share <= 100 else 0
+            k = (max(1, round(share / 100 * len(labels) / len(items.classes)))
+                 if 0 < share <= 100 else 0)
         else:
             k = int(shots)
     except ValueError:
         k = 0
     if k < 1:
-        raise ValueError(f"--shots {shots!r}: give a number >= 1, a percentage in (0, 100] ('2%'), 'all', '10shot' "
+        raise ValueError(f"--shots {shots!r}: give a number >= 1, "
+                         f"a percentage in (0, 100] ('2%'), 'all', '10shot' "
                          f"or '50shot'")
     k_select = k if select_shots is None else select_shots
     try:
-        train = items.select(kshot_indices(labels, k, seed, classes=items.classes))     # every class, or one line
+        # every class, or one line
+        train = items.select(kshot_indices(labels, k, seed, classes=items.classes))
         if not k_select:
             return train, None
-        return train, items.select(kshot_indices(labels, k_select, seed, skip=k, classes=items.classes))
-    except ValueError as e:                                           # too few examples of some class
+        return train, items.select(kshot_indices(labels, k_select, seed, skip=k,
+                                                 classes=items.classes))
+    except ValueError as e:  # too few examples of some class
         raise ValueError(f"--shots {shots} with {k_select} per class for selection: {e}") from None
 
 
 def read_subset(spec, classes):
-    """Class names from '|'-separated text or a file with one per line, checked against the task's classes."""
+    """Class names from '|'-separated text or a file with
+    one per line, checked against the task's classes."""
     if not spec:
         return []
     names = open(spec).read().splitlines() if os.path.isfile(spec) else spec.split("|")
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in classes]
     if unknown:
-        raise ValueError(f"--subset: {unknown[0]!r} is not a class of this task (e.g. {classes[0]!r})")
+        raise ValueError(f"--subset: {unknown[0]!r} is not a class of this task "
+                         f"(e.g. {classes[0]!r})")
     return names
 
 
 def clip_source(items, args, train, frames):
-    if args.task == "imagenet":                                       # an image, repeated into a static clip
+    # an image, repeated into a static clip
+    if args.task == "imagenet":
         return ImageClipDataset(items, num_frames=frames, size=args.canvas)
-    return ClipDataset(items, train=train, num_frames=frames, size=args.canvas, views=1 if train else args.views,
+    return ClipDataset(items, train=train, num_frames=frames, size=args.canvas,
+                       views=1 if train else args.views,
                        cache=args.cache, cache_dir=args.cache_dir)
 
 
 def eval_source(items, args, procs, cfg):
-    """This process's shard of an evaluation set, built once (so a cache outlives each evaluation). An image model
-    is scored on whole clips of --frames frames, frame by frame; a static image is the same in every frame."""
+    """This process's shard of an evaluation set, built once (so a cache outlives each evaluation).
+    An image model is scored on whole clips of --frames frames, frame by frame; a static image is
+    the same in every frame."""
     frames = args.frames if cfg.frames == 1 and args.task != "imagenet" else cfg.frames
-    return clip_source(items.select(np.arange(procs.rank, len(items), procs.world)), args, False, frames)
+    return clip_source(items.select(np.arange(procs.rank, len(items), procs.world)),
+                       args, False, frames)
 
 
 @torch.no_grad()
 def predict(model, dataset, args, procs, features=False):
-    """Log-probabilities (or pooled features) and labels of every readable item of an eval_source, gathered on
-    every process. An image model scores each frame and averages its logits (S-Img); views average softmax."""
+    """Log-probabilities (or pooled features) and labels of every readable item of an eval_source,
+    gathered on every process. An image model scores each frame and averages its logits (S-Img);
+    views average softmax."""
     model = unwrap(model).eval()
     cfg, mean_std = model.cfg, TASKS[args.task][3]
     loader = make_loader(dataset, args.eval_batch, shuffle=False, drop_last=False,
                          workers=0 if args.cache else min(args.workers, 4))
     outputs, labels = [], []
     for batch in loader:
-        if batch.clips is None:                                         # every file of it unreadable
+        # every file of it unreadable
+        if batch.clips is None:
             continue
         clips, y = batch.clips.to(procs.device), batch.labels                 # (N*V, T, S, S, 3)
-        video = augment(clips, train=False, img_size=cfg.img_size, eval_crop=args.eval_crop, mean=mean_std[0],
-                        std=mean_std[1])                               # (N*V, 3, T, s, s)
+        # (N*V, 3, T, s, s)
+        video = augment(clips, train=False, img_size=cfg.img_size, eval_crop=args.eval_crop,
+                        mean=mean_std[0], std=mean_std[1])
         score = lambda v: (model.features(v) if features else model(v)).float()
         with autocast_for(procs.device, args.precision):
-            out = frame_by_frame(score, video, cfg.frames)             # (N*V, C); an image model's frames averaged
+            # (N*V, C); an image model's frames averaged
+            out = frame_by_frame(score, video, cfg.frames)
         views = 1 if args.task == "imagenet" else args.views
         if not features:
-            out = out.softmax(-1).view(-1, views, out.shape[-1]).mean(1).log()   # (N, C): views averaged
+            # (N, C): views averaged
+            out = out.softmax(-1).view(-1, views, out.shape[-1]).mean(1).log()
         else:
             out = out.view(-1, views, out.shape[-1]).mean(1)
         outputs.append(out.cpu())
@@ -171,37 +192,43 @@ def predict(model, dataset, args, procs, features=False):
 
 
 def scores(logits, labels, classes, subset=()):
-    """top-1, top-5 (top-k of at most the number of classes), accuracy per class, and on the subset vs the rest."""
+    """top-1, top-5 (top-k of at most the number of classes),
+    accuracy per class, and on the subset vs the rest."""
     k = min(5, len(classes))
     topk = logits.topk(k, dim=1).indices                               # (n, k)
     hit1, hitk = topk[:, 0] == labels, (topk == labels[:, None]).any(1)
-    result = {"top1": hit1.float().mean().item(), "top5": hitk.float().mean().item(), "n": len(labels),
-              "per_class": {c: hit1[labels == i].float().mean().item() for i, c in enumerate(classes)
-                            if (labels == i).any()}}
+    result = {"top1": hit1.float().mean().item(), "top5": hitk.float().mean().item(),
+              "n": len(labels),
+              "per_class": {c: hit1[labels == i].float().mean().item()
+                            for i, c in enumerate(classes) if (labels == i).any()}}
     if subset:
         inside = torch.isin(labels, torch.tensor([classes.index(c) for c in subset]))
         for name, rows in (("subset", inside), ("rest", ~inside)):
-            result[name] = {"top1": hit1[rows].float().mean().item(), "top5": hitk[rows].float().mean().item(),
+            result[name] = {"top1": hit1[rows].float().mean().item(),
+                            "top5": hitk[rows].float().mean().item(),
                             "n": int(rows.sum())}
     return result
 
 
 def embed(args, procs):
-    """Pooled features (the class token after the final LayerNorm: what the head sees) of the validation set, from
-    each checkpoint, and t-SNE panels of the --subset classes (all classes when none) side by side: Figure 3."""
+    """Pooled features (the class token after the final LayerNorm: what the head sees) of the
+    validation set, from each checkpoint, and t-SNE panels of the --subset classes (all classes when
+    none) side by side: Figure 3."""
     try:
         val = task_items(args.task, args.data_root, TASKS[args.task][1])
         names = read_subset(args.subset, val.classes) or val.classes
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    try:                                        # files, or released names (downloaded now): all there before any work
+    # files, or released names (downloaded now): all there before any work
+    try:
         files = [resolve_checkpoint(p) for p in args.embed]
     except (ValueError, FileNotFoundError) as e:
         fail(f"--embed: {e}")
     if procs.main:
         hold_folder(args.out)
     keep = np.flatnonzero(np.isin(val.labels, [val.classes.index(c) for c in names]))
-    titles = args.embed_titles.split("|") if args.embed_titles else [os.path.basename(p) for p in args.embed]
+    titles = (args.embed_titles.split("|") if args.embed_titles
+              else [os.path.basename(p) for p in args.embed])
     panels = []
     for path, file, title in zip(args.embed, files, titles):
         try:
@@ -209,14 +236,17 @@ def embed(args, procs):
         except ValueError as e:
             fail(f"--embed: {e}")
         model = model.to(procs.device)
-        feats, labels = predict(model, eval_source(val.select(keep), args, procs, model.cfg), args, procs, True)
+        feats, labels = predict(model, eval_source(val.select(keep), args, procs, model.cfg),
+                                args, procs, True)
         stem = os.path.splitext(os.path.basename(path))[0]
         if procs.main:
             os.makedirs(args.out, exist_ok=True)
-            np.savez(os.path.join(args.out, f"features_{len(panels)}_{stem}.npz"), features=feats.numpy(),
-                     labels=labels.numpy(), classes=np.array(val.classes), checkpoint=path)
+            np.savez(os.path.join(args.out, f"features_{len(panels)}_{stem}.npz"),
+                     features=feats.numpy(), labels=labels.numpy(),
+                     classes=np.array(val.classes), checkpoint=path)
         panels.append((title, feats.numpy(), labels.numpy()))
     if procs.main:
         figure = os.path.join(args.out, "tsne.png")
         embedding_panels(panels, val.classes, figure, seed=args.seed)
-        procs.print(f"features and t-SNE of {len(keep)} validation clips ({len(names)} classes): {figure}")
+        procs.print(f"features and t-SNE of {len(keep)} validation clips "
+                    f"({len(names)} classes): {figure}")

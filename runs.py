@@ -1,7 +1,8 @@
 """
-A training run on disk and in time: its folder (made once the inputs are checked, held by one process at a time,
-never overwritten unasked), its checkpoints (written atomically, with the random states that make a resume exact),
-its log, a resume's checks, and stopping cleanly when the cluster or the user asks (SIGTERM, Ctrl-C).
+A training run on disk and in time: its folder (made once the inputs are checked, held by one
+process at a time, never overwritten unasked), its checkpoints (written atomically, with the random
+states that make a resume exact), its log, a resume's checks, and stopping cleanly when the cluster
+or the user asks (SIGTERM, Ctrl-C).
 """
 
 import contextlib
@@ -25,7 +26,8 @@ from training import AT_FAIL, fail
 
 
 def rng_states():
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
@@ -38,9 +40,9 @@ def set_rng_states(states):
 
 
 def check_out_folder(out, flag="--out"):
-    """Stop with one line unless `out` is, or can become, a folder this process may write: not when it is a file, lies
-    under a file, or its nearest existing parent may not be written. Creates nothing, so a script can check its output
-    folder before its work and write there after it."""
+    """Stop with one line unless `out` is, or can become, a folder this process may write: not when
+    it is a file, lies under a file, or its nearest existing parent may not be written. Creates
+    nothing, so a script can check its output folder before its work and write there after it."""
     path = os.path.abspath(out)
     if os.path.exists(path):
         if not os.path.isdir(path):
@@ -58,19 +60,22 @@ def check_out_folder(out, flag="--out"):
 
 
 def prepare_run_folder(out, resume=None, overwrite=False, holds=("checkpoint.pt", "log.jsonl")):
-    """Make a training run's folder, or stop with one line: when it cannot be a folder (check_out_folder), or when it
-    holds a run (any of `holds`) that this one would destroy: such a run is continued with --resume, or replaced only
-    when the user says --overwrite. Removes the temporary files that killed runs left behind."""
+    """Make a training run's folder, or stop with one line: when it cannot be a folder
+    (check_out_folder), or when it holds a run (any of `holds`) that this one would destroy: such a
+    run is continued with --resume, or replaced only when the user says --overwrite. Removes the
+    temporary files that killed runs left behind."""
     check_out_folder(out)
     os.makedirs(out, exist_ok=True)
     held = [name for name in holds if os.path.exists(os.path.join(out, name))]
     if held and not resume and not overwrite:
-        fail(f"--out {out} already holds a run ({', '.join(held)}): continue it with --resume auto, or write to "
+        fail(f"--out {out} already holds a run ({', '.join(held)}): "
+             f"continue it with --resume auto, or write to "
              f"another --out (--overwrite replaces it)")
     if held and overwrite and not resume:
         for name in held:
             remove_if_there(os.path.join(out, name))
-    for name in os.listdir(out):                    # checkpoint.pt.tmp<pid> of a process that no longer runs
+    # checkpoint.pt.tmp<pid> of a process that no longer runs
+    for name in os.listdir(out):
         match = re.fullmatch(r".+\.tmp(\d+)", name)
         if match and not process_alive(int(match.group(1))):
             remove_if_there(os.path.join(out, name))
@@ -93,18 +98,22 @@ def remove_if_there(path):
         pass
 
 
-_held_folders = {}      # folder -> its open lock file: the lock lasts while the file is open, so until the process ends
+# folder -> its open lock file: the lock lasts while the file is open, so until the process ends
+_held_folders = {}
 
 
 def hold_folder(folder, flag="--out"):
-    """Take the folder for this process, or stop with one line naming the process that holds it. The lock is the
-    operating system's (flock on FOLDER/.lock): it dies with its process, however that ends, so a killed run never
-    leaves a folder locked. Two runs writing one folder would interleave their logs and checkpoints."""
+    """Take the folder for this process, or stop with one line naming the process that holds it. The
+    lock is the operating system's (flock on FOLDER/.lock): it dies with its process, however that
+    ends, so a killed run never leaves a folder locked. Two runs writing one folder would interleave
+    their logs and checkpoints."""
     folder = os.path.abspath(folder)
-    if folder in _held_folders:                     # this process holds it already (a script's main run twice)
+    # this process holds it already (a script's main run twice)
+    if folder in _held_folders:
         return
     created = not os.path.exists(folder)
-    try:                                            # the first real write: where os.access says yes but means no
+    # the first real write: where os.access says yes but means no
+    try:
         os.makedirs(folder, exist_ok=True)
         lock = open(os.path.join(folder, ".lock"), "a+")
     except OSError as e:
@@ -115,7 +124,8 @@ def hold_folder(folder, flag="--out"):
         lock.seek(0)
         holder = lock.read().strip()
         lock.close()
-        fail(f"{flag} {folder} is in use by process {holder or '(unknown)'}: wait for it to end, or write to another "
+        fail(f"{flag} {folder} is in use by process {holder or '(unknown)'}: "
+             f"wait for it to end, or write to another "
              f"{flag}")
     lock.seek(0)
     lock.truncate()
@@ -125,17 +135,20 @@ def hold_folder(folder, flag="--out"):
 
 
 def check_results_folder(out, results, overwrite, flag="--out"):
-    """For the scripts that evaluate, before any work: --out must be a folder they can write, and the results of an
-    earlier run there are not replaced without --overwrite, as the trainers do. Creates nothing."""
+    """For the scripts that evaluate, before any work: --out must be a folder they can write, and
+    the results of an earlier run there are not replaced without --overwrite, as the trainers do.
+    Creates nothing."""
     check_out_folder(out, flag)
     there = [name for name in results if os.path.exists(os.path.join(out, name))]
     if there and not overwrite:
-        fail(f"{flag} {out} already holds results ({', '.join(there)}): write to another {flag}, or say --overwrite")
+        fail(f"{flag} {out} already holds results ({', '.join(there)}): "
+             f"write to another {flag}, or say --overwrite")
 
 
 def release_folder(folder, tidy=False):
-    """Let another process take the folder (the end of a run; the end of the process does the same). tidy: a
-    folder this process made and wrote nothing into (a run that stopped at a bad input) is removed again."""
+    """Let another process take the folder (the end of a run; the end of the process does the same).
+    tidy: a folder this process made and wrote nothing into (a run that stopped at a bad input) is
+    removed again."""
     lock, created = _held_folders.pop(os.path.abspath(folder), (None, False))
     if lock is None:
         return
@@ -147,12 +160,14 @@ def release_folder(folder, tidy=False):
 
 
 class StopRequests:
-    """SIGTERM (what SLURM and most clusters send a while before they kill a job) and Ctrl-C ask a training run to
-    stop: the handler only notes the request, the loop finishes its step, saves a checkpoint and exits with one line.
-    A second Ctrl-C stops at once, without saving. Installed for the loop, removed by close()."""
+    """SIGTERM (what SLURM and most clusters send a while before they kill a job) and Ctrl-C ask a
+    training run to stop: the handler only notes the request, the loop finishes its step, saves a
+    checkpoint and exits with one line. A second Ctrl-C stops at once, without saving. Installed for
+    the loop, removed by close()."""
 
     NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
-    active = []                                     # installed and not yet closed (fail() closes them)
+    # installed and not yet closed (fail() closes them)
+    active = []
 
     def __init__(self):
         self.signal = None
@@ -161,16 +176,19 @@ class StopRequests:
 
     def handle(self, signum, frame):
         if self.signal == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt                 # the second Ctrl-C: at once (the script says so in one line)
+            # the second Ctrl-C: at once (the script says so in one line)
+            raise KeyboardInterrupt
         if self.signal is None:
             self.signal = signum
-            # the loader's workers may be ending too (a cluster signals every process of a job): torch's SIGCHLD
-            # handler would raise its error anywhere, even inside the checkpoint's write; without it, the next
-            # fetch of a batch reports them, and the loop stops there (workers_gone)
+            # the loader's workers may be ending too (a cluster signals every process of a job):
+            # torch's SIGCHLD handler would raise its error anywhere, even inside the checkpoint's
+            # write; without it, the next fetch of a batch reports them, and the loop stops there
+            # (workers_gone)
             self.previous.setdefault(signal.SIGCHLD, signal.signal(signal.SIGCHLD, signal.SIG_DFL))
-            again = " (a second Ctrl-C stops at once, without one)" if signum == signal.SIGINT else ""
-            print(f"\n{self.NAMES[signum]}: stopping after this step, with a checkpoint{again}", file=sys.stderr,
-                  flush=True)
+            again = (" (a second Ctrl-C stops at once, without one)"
+                     if signum == signal.SIGINT else "")
+            print(f"\n{self.NAMES[signum]}: stopping after this step, with a checkpoint{again}",
+                  file=sys.stderr, flush=True)
 
     @property
     def name(self):
@@ -178,7 +196,8 @@ class StopRequests:
 
     @property
     def exit_code(self):
-        return 128 + self.signal                    # the shell's code for "ended by this signal": 143, 130
+        # the shell's code for "ended by this signal": 143, 130
+        return 128 + self.signal
 
     def close(self):
         if self in StopRequests.active:
@@ -188,27 +207,31 @@ class StopRequests:
 
 
 def ignore_ctrl_c(*_):
-    """For data-loader workers: Ctrl-C reaches the terminal's whole process group, and the main process decides
-    when to stop. SIGTERM keeps its meaning: Python's exit ends the workers with it (ignoring it would hang the
-    exit). A cluster that sends SIGTERM to every process of a job ends the workers at once: see workers_gone."""
+    """For data-loader workers: Ctrl-C reaches the terminal's whole process group, and the main
+    process decides when to stop. SIGTERM keeps its meaning: Python's exit ends the workers with it
+    (ignoring it would hang the exit). A cluster that sends SIGTERM to every process of a job ends
+    the workers at once: see workers_gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def workers_gone(error, requests) -> bool:
-    """Whether an error fetching a batch means the loader's workers were ended by the stop signal that the run
-    received too: the run then stops at the step it is in, whose update was not taken, and saves it."""
-    return requests.signal is not None and isinstance(error, RuntimeError) and "DataLoader worker" in str(error)
+    """Whether an error fetching a batch means the loader's workers were ended by the stop signal
+    that the run received too: the run then stops at the step it is in, whose update was not taken,
+    and saves it."""
+    return (requests.signal is not None and isinstance(error, RuntimeError)
+            and "DataLoader worker" in str(error))
 
 
 def all_finite(tensors) -> bool:
-    """Whether every value of every tensor is finite. One host sync: for the moment before a checkpoint is written,
-    so that no checkpoint ever holds a NaN."""
+    """Whether every value of every tensor is finite. One host sync: for the moment before a
+    checkpoint is written, so that no checkpoint ever holds a NaN."""
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def save_checkpoint(path, state):
-    """Write atomically: to a temporary file beside `path`, flushed to disk, then renamed over it. A crash
-    mid-write leaves the previous checkpoint whole, and so does a full disk: an OSError that names the file."""
+    """Write atomically: to a temporary file beside `path`, flushed to disk, then renamed over it. A
+    crash mid-write leaves the previous checkpoint whole, and so does a full disk: an OSError that
+    names the file."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -217,7 +240,7 @@ def save_checkpoint(path, state):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:            # a full disk (torch.save reports it as a RuntimeError)
+    except (OSError, RuntimeError) as e:  # a full disk (torch.save reports it as a RuntimeError)
         remove_if_there(tmp)
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "the disk may be full"
         raise OSError(f"cannot write {path} ({reason})") from None
@@ -233,9 +256,9 @@ def finite_or_none(value):
 
 
 class RunLog:
-    """JSON lines in out/log.jsonl, written by the main process; resuming appends, dropping lines past the resumed
-    step (they were written after the checkpoint the run resumes from) and a last line cut short by a crash.
-    Every line is strict JSON: a non-finite number is written as null."""
+    """JSON lines in out/log.jsonl, written by the main process; resuming appends, dropping lines
+    past the resumed step (they were written after the checkpoint the run resumes from) and a last
+    line cut short by a crash. Every line is strict JSON: a non-finite number is written as null."""
 
     def __init__(self, path, main=True, resume_step=None):
         self.path, self.main = path, main
@@ -254,7 +277,8 @@ class RunLog:
                 f.write(json.dumps(record, allow_nan=False) + "\n")
 
     def records(self):
-        """The log's records; a line that is not JSON (cut short by a kill mid-write) is left out."""
+        """The log's records; a line that is not JSON
+        (cut short by a kill mid-write) is left out."""
         if not os.path.exists(self.path):
             return []
         records = []
@@ -267,8 +291,8 @@ class RunLog:
 
 
 def let_go():
-    """What fail() does before the process exits: release the folders this process holds (removing those it made and
-    wrote nothing into) and give the signals their usual meaning back."""
+    """What fail() does before the process exits: release the folders this process holds (removing
+    those it made and wrote nothing into) and give the signals their usual meaning back."""
     for folder in list(_held_folders):
         release_folder(folder, tidy=True)
     for requests in list(StopRequests.active):
@@ -279,13 +303,16 @@ AT_FAIL.append(let_go)
 
 
 def check_resumed_flags(saved: dict, args, may_change, source):
-    """Stop with one line when a resumed run's flags differ from those its checkpoint was made with, apart from
-    those that may change (where files are, how many workers, when to stop): a resume continues one run."""
+    """Stop with one line when a resumed run's flags differ from those its checkpoint was made with,
+    apart from those that may change (where files are, how many workers, when to stop): a resume
+    continues one run."""
     differs = [f"--{k} {saved[k]} (this run: {v})" for k, v in sorted(vars(args).items())
                if k in saved and k not in may_change and normal(saved[k]) != normal(v)]
     if differs:
-        fail(f"--resume {source} was made with other flags: {'; '.join(differs)}. Give the run's own flags, or "
-             f"start a new run in another --out (these may change: {', '.join('--' + k for k in sorted(may_change))})")
+        fail(f"--resume {source} was made with other flags: {'; '.join(differs)}. "
+             f"Give the run's own flags, or "
+             f"start a new run in another --out "
+             f"(these may change: {', '.join('--' + k for k in sorted(may_change))})")
 
 
 def normal(value):

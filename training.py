@@ -1,12 +1,13 @@
 """
-Plumbing the scripts share: processes (DDP), flags (bundles of defaults, checked values, one-line errors), autocast,
-the order of the data, the learning-rate schedule, run folders and checkpoints that survive a crash, and the run's
-log. It knows neither data formats nor model internals.
+Plumbing the scripts share: processes (DDP), flags (bundles of defaults, checked values, one-line
+errors), autocast, the order of the data, the learning-rate schedule, run folders and checkpoints
+that survive a crash, and the run's log. It knows neither data formats nor model internals.
 
-Reproducibility is built on one idea: every random choice is keyed by *what it is for*, never drawn from a stream
-that carries state from step to step. The clip of a video, its crops and its mask at optimisation step s are
-functions of (seed, s, the sample's position in the global batch). So a run resumed at step k sees exactly the data
-an uninterrupted run sees, and 2 processes with 8 samples each see what 1 process with 16 sees.
+Reproducibility is built on one idea: every random choice is keyed by *what it is for*, never drawn
+from a stream that carries state from step to step. The clip of a video, its crops and its mask at
+optimisation step s are functions of (seed, s, the sample's position in the global batch). So a run
+resumed at step k sees exactly the data an uninterrupted run sees, and 2 processes with 8 samples
+each see what 1 process with 16 sees.
 """
 
 import argparse
@@ -27,8 +28,9 @@ from torch.utils.data import Sampler
 
 
 class Processes:
-    """This process's place in the run: rank, world size, device. Under torchrun (WORLD_SIZE > 1) it joins the
-    process group: NCCL on GPUs, gloo on CPUs; torchrun's own rendezvous handles several nodes."""
+    """This process's place in the run: rank, world size, device. Under torchrun (WORLD_SIZE > 1) it
+    joins the process group: NCCL on GPUs, gloo on CPUs; torchrun's own rendezvous handles several
+    nodes."""
 
     def __init__(self, device="auto"):
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -38,7 +40,8 @@ class Processes:
         if device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             fail(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            fail(f"--device {device}: this machine has no CUDA GPU that torch can use (try --device cpu)")
+            fail(f"--device {device}: this machine has no CUDA GPU that torch can use "
+                 f"(try --device cpu)")
         use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
         if use_cuda:
             torch.cuda.set_device(self.local_rank)
@@ -46,8 +49,10 @@ class Processes:
         else:
             self.device = torch.device("cpu")
         if self.world > 1:
-            dist.init_process_group("nccl" if use_cuda else "gloo", device_id=self.device if use_cuda else None)
-            # decisions (stop now?) travel on the CPU through gloo, so asking them never waits for the GPU
+            dist.init_process_group("nccl" if use_cuda else "gloo",
+                                    device_id=self.device if use_cuda else None)
+            # decisions (stop now?) travel on the CPU through
+            # gloo, so asking them never waits for the GPU
             self.control = dist.new_group(backend="gloo")
 
     @property
@@ -59,8 +64,9 @@ class Processes:
             print(*args, flush=True)
 
     def any(self, *flags):
-        """For each flag, whether it is True on any rank: the same answer on every rank, so that all stop together,
-        at the same step. CPU tensors on the gloo control group: asking never waits for the GPU."""
+        """For each flag, whether it is True on any rank: the same answer on every rank, so that all
+        stop together, at the same step. CPU tensors on the gloo control group: asking never waits
+        for the GPU."""
         if self.world > 1:
             t = torch.tensor([float(f) for f in flags])
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
@@ -69,28 +75,30 @@ class Processes:
 
     def close(self):
         if self.world > 1:
-            # wait for rank 0's last checkpoint and figure: a rank that tears gloo down while a peer is still
-            # busy can abort at exit ("terminate called without an active exception")
+            # wait for rank 0's last checkpoint and figure: a rank that tears gloo down while a peer
+            # is still busy can abort at exit ("terminate called without an active exception")
             dist.barrier()
             dist.destroy_process_group()
 
 
-# What fail() lets go of before the process exits, as the end of the process would (a script's main may run inside a
-# test, which goes on after it): runs.py adds the release of its run folders and signal handlers.
+# What fail() lets go of before the process exits, as the end of the process would (a script's main
+# may run inside a test, which goes on after it): runs.py adds the release of its run folders and
+# signal handlers.
 AT_FAIL = []
 
 
 def fail(message, code=2):
-    """One clear line and a non-zero exit: for bad flags, missing data, missing checkpoints. What the process holds
-    (its run folders, the signals) is let go first, as the end of the process would (a main may run in a test)."""
+    """One clear line and a non-zero exit: for bad flags, missing data, missing checkpoints. What
+    the process holds (its run folders, the signals) is let go first, as the end of the process
+    would (a main may run in a test)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     for let_go in AT_FAIL:
         let_go()
     sys.exit(code)
 
 def run_script(main, parse_args, interrupted="stopped by Ctrl-C"):
-    """A script's entry point: Ctrl-C (before a training loop takes it over, or a second one during it) ends the
-    script with one line and the shell's code for it, never a traceback."""
+    """A script's entry point: Ctrl-C (before a training loop takes it over, or a second one during
+    it) ends the script with one line and the shell's code for it, never a traceback."""
     try:
         return main(parse_args())
     except KeyboardInterrupt:
@@ -101,21 +109,24 @@ def run_script(main, parse_args, interrupted="stopped by Ctrl-C"):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (`error: argument --lr: must be > 0, got '0'`), without the usage block
-    that would push the reason off a narrow terminal. Every script's parser is one of these."""
+    """argparse, but a bad flag is one line (`error: argument --lr: must be > 0, got '0'`), without
+    the usage block that would push the reason off a narrow terminal. Every script's parser is one
+    of these."""
 
     def error(self, message):
         fail(message)
 
 
 def checked(convert, test, condition):
-    """An argparse `type` that converts the text and refuses values failing `test`, saying `condition`."""
+    """An argparse `type` that converts the text and
+    refuses values failing `test`, saying `condition`."""
     def parse(text):
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {condition}, got {text!r}") from None
-        if not test(value):                        # NaN fails every comparison, so it is refused too
+        # NaN fails every comparison, so it is refused too
+        if not test(value):
             raise argparse.ArgumentTypeError(f"must be {condition}, got {text!r}")
         return value
     parse.__name__ = condition                     # what argparse names in its own messages
@@ -135,19 +146,23 @@ nonnegative_float = checked(float, lambda v: 0 <= v < math.inf, "a number >= 0")
 open_fraction = checked(float, lambda v: 0 < v < 1, "a number between 0 and 1, both excluded")
 unit_interval = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 fraction = checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-# AdamW computes its step, lr / (1 - beta1^t), in float32, whose largest number is 3.4e38: --lr 1e300 cannot be a step
+# AdamW computes its step, lr / (1 - beta1^t), in float32,
+# whose largest number is 3.4e38: --lr 1e300 cannot be a step
 learning_rate_flag = checked(float, lambda v: 0 < v <= 1e37, "a number in (0, 1e37]")
 final_learning_rate_flag = checked(float, lambda v: 0 <= v <= 1e37, "a number in [0, 1e37]")
-seed_int = checked(int, lambda v: 0 <= v < 2 ** 63, "a whole number in [0, 2**63)")   # what torch's seeds hold
+# what torch's seeds hold
+seed_int = checked(int, lambda v: 0 <= v < 2 ** 63, "a whole number in [0, 2**63)")
 
 
 def resolve_precision(device: torch.device, precision="auto") -> str:
-    """'auto' is bf16 on GPUs (the H100/H200's fast matmuls, no loss scaling needed) and fp32 on CPUs."""
+    """'auto' is bf16 on GPUs (the H100/H200's fast
+    matmuls, no loss scaling needed) and fp32 on CPUs."""
     return precision if precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
 
 
 def autocast_for(device: torch.device, precision="auto"):
-    """The forward pass's precision: bf16 or fp16 autocast, or plain fp32. (fp16 also needs a GradScaler.)"""
+    """The forward pass's precision: bf16 or fp16 autocast,
+    or plain fp32. (fp16 also needs a GradScaler.)"""
     precision = resolve_precision(device, precision)
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
@@ -157,7 +172,8 @@ def autocast_for(device: torch.device, precision="auto"):
 
 
 def seed_of(*keys) -> int:
-    """A 63-bit seed from any keys (numbers, strings): a stable hash, the same in every process and on every run."""
+    """A 63-bit seed from any keys (numbers, strings): a
+    stable hash, the same in every process and on every run."""
     return int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:8], "little") >> 1
 
 
@@ -166,11 +182,12 @@ def generator(device, *keys) -> torch.Generator:
 
 
 class StepSampler(Sampler):
-    """The data stream of a run, cut into global batches. Epoch e is a permutation of the items seeded by
-    (seed, e); the epochs follow each other without a gap, and global batch s is positions [s*B, (s+1)*B) of that
-    stream (B = batch per process x processes). This process takes its own contiguous slice of each global batch,
-    so no item is seen twice in an epoch across processes. Yields (item index, item seed): the dataset keys its
-    random choices (which clip of a video) by the item seed. Starts at `start_step`: resuming costs no decoding."""
+    """The data stream of a run, cut into global batches. Epoch e is a permutation of the items
+    seeded by (seed, e); the epochs follow each other without a gap, and global batch s is positions
+    [s*B, (s+1)*B) of that stream (B = batch per process x processes). This process takes its own
+    contiguous slice of each global batch, so no item is seen twice in an epoch across processes.
+    Yields (item index, item seed): the dataset keys its random choices (which clip of a video) by
+    the item seed. Starts at `start_step`: resuming costs no decoding."""
 
     def __init__(self, num_items, batch_per_process, rank=0, world=1, seed=0, start_step=0):
         self.n, self.batch, self.rank, self.world = num_items, batch_per_process, rank, world
@@ -181,7 +198,8 @@ class StepSampler(Sampler):
 
     def __iter__(self):
         global_batch = self.batch * self.world
-        position = self.start_step * global_batch + self.rank * self.batch      # in the endless stream
+        # in the endless stream
+        position = self.start_step * global_batch + self.rank * self.batch
         epoch, order = None, None
         while True:
             for p in range(position, position + self.batch):
@@ -199,7 +217,8 @@ class StepSampler(Sampler):
 
 
 def learning_rate(step, base_lr, schedule="constant", warmup_steps=0, total_steps=None, min_lr=0.0):
-    """The paper's constant lr, or the authors' later linear warmup then half-cosine decay to min_lr."""
+    """The paper's constant lr, or the authors' later
+    linear warmup then half-cosine decay to min_lr."""
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     if schedule == "constant":
