@@ -70,10 +70,6 @@ def test_a_signal_stops_pretraining_after_its_step_with_a_checkpoint_that_resume
     world, steps = toy_world[0], ["--steps", "60"]
     victim = start(pretrain_args(world, tmp_path / "stopped", *steps))
     wait_for(lambda: log_lines(tmp_path / "stopped") >= 3, victim, "its third step")
-    # while it runs, a second run into its folder is refused, naming the folder and the process that holds it
-    second = run(pretrain_args(world, tmp_path / "stopped", *steps, "--resume", "auto"), check=False)
-    line = second.stderr.strip().splitlines()[-1]
-    assert second.returncode != 0 and str(tmp_path / "stopped") in line and str(victim.pid) in line, second.stderr
     victim.send_signal(sig)
     out, err = victim.communicate(timeout=300)
     assert victim.returncode == 128 + sig and "Traceback" not in err                 # 143 or 130, as shells say
@@ -96,12 +92,16 @@ def test_a_signal_stops_pretraining_after_its_step_with_a_checkpoint_that_resume
 
 def test_sigterm_to_every_process_of_the_job_ends_the_workers_and_the_run_still_saves(toy_world, tmp_path):
     """Clusters signal every process of a job, the loader's workers included: the run still stops with a checkpoint
-    of a whole step, and its exit does not wait for workers that are gone."""
+    of a whole step, and its exit does not wait for workers that are gone. (And one run holds its folder.)"""
     out = tmp_path / "out"
     victim = subprocess.Popen([sys.executable, *pretrain_args(toy_world[0], out, "--steps", "400", "--workers", "2")],
                               cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)                     # its own process group, as a job's
     wait_for(lambda: log_lines(out) >= 3, victim, "its third step")
+    # while it runs, a second run into its folder is refused, naming the folder and the process that holds it
+    second = run(pretrain_args(toy_world[0], out, "--steps", "400", "--resume", "auto"), check=False)
+    line = second.stderr.strip().splitlines()[-1]
+    assert second.returncode != 0 and str(out) in line and str(victim.pid) in line, second.stderr
     os.killpg(victim.pid, signal.SIGTERM)
     stdout, stderr = victim.communicate(timeout=120)
     assert victim.returncode == 143 and "Traceback" not in stderr, stderr[-2000:]
