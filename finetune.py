@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 
@@ -259,12 +258,12 @@ class Run:
 
 
 def train_epochs(run, batches, unreadable):
-    """Epochs of steps until the last one, --stop_at or a signal. Returns the step it ended at and the signal
-    requests (whose .signal says whether SIGTERM or Ctrl-C ended it)."""
+    """Epochs of steps until the last one, --stop_at or a signal. Returns the step it ended at, whether a signal
+    ended it (on any process), and the requests (whose .signal names it, where this process received it)."""
     args, procs = run.args, run.procs
     warmup = round(args.warmup_epochs * run.steps_per_epoch)
     losses, nonfinite = [], torch.zeros((), device=procs.device)         # summed on the device between epochs
-    step, requests = run.start_step, StopRequests()                     # SIGTERM, Ctrl-C: stop after the step
+    step, asked, requests = run.start_step, False, StopRequests()       # SIGTERM, Ctrl-C: stop after the step
     run.model.train()
     while step < run.total_steps:
         lr = learning_rate(step, args.lr, args.schedule, warmup, run.total_steps)
@@ -273,7 +272,8 @@ def train_epochs(run, batches, unreadable):
         except RuntimeError as error:
             if not workers_gone(error, requests):
                 raise
-            if procs.main:                      # this step's update was not taken: the run stands at `step`
+            asked = True                        # this step's update was not taken: the run stands at `step`
+            if procs.main:
                 run.save(run.checkpoint, step, True)
             break
         losses.append(loss)
@@ -287,11 +287,10 @@ def train_epochs(run, batches, unreadable):
         if (asked or step == args.stop_at) and step < run.total_steps:  # preempted, or a run in pieces
             if procs.main:
                 run.save(run.checkpoint, step, True)
-            requests.signal = requests.signal or (signal.SIGTERM if asked else None)
             break
     run.bar.close()
     requests.close()
-    return step, requests
+    return step, asked, requests
 
 
 def score(run, step, unreadable, trained_s):
@@ -422,15 +421,15 @@ def main(args):
                 f"{len(train.classes)} classes; steps {restored[0]}..{total_steps}; out: {args.out}")
     run = Run(args, procs, model, optimizer, task, restored, total_steps, steps_per_epoch)
     unreadable = set()                                                   # training files the loader could not read
-    step, requests = train_epochs(run, batches, unreadable)
+    step, asked, requests = train_epochs(run, batches, unreadable)
     if step < total_steps:                                               # preempted, or --stop_at: saved
-        why = f"{requests.name}: stopped" if requests.signal else "--stop_at: stopped"
+        why = f"{requests.name or 'SIGTERM'}: stopped" if asked else "--stop_at: stopped"
         procs.print(f"{why} at step {step} of {total_steps}, checkpoint {run.checkpoint} written; continue with "
                     f"--resume auto")
         procs.close()
         release_folder(args.out)
-        if requests.signal:
-            sys.exit(requests.exit_code)
+        if asked:                                                        # as pretrain.py: 143 or 130
+            sys.exit(requests.exit_code if requests.signal else 143)
         return None
     trained_s = time.time() - run.began
     results = score(run, step, unreadable, trained_s)
